@@ -1,0 +1,3 @@
+from logmail.cli.main import main
+
+main()

@@ -1,0 +1,114 @@
+"""The OpenAPI 3.1 document at ``/openapi.json``, kept beside the routes it describes.
+
+A test checks that every route the app serves is described here and nothing else.
+"""
+
+from __future__ import annotations
+
+from sanic import Blueprint, Request
+from sanic.response import json
+
+from logmail import __version__
+
+bp = Blueprint("openapi")
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_UUID = {"type": "string", "format": "uuid"}
+
+
+def _errors(*codes: int) -> dict:
+    text = {400: "Bad parameters", 401: "Missing or invalid token", 403: "Token lacks the scope",
+            404: "Not found (or another organisation's)", 503: "Storage unavailable; retry"}
+    return {str(c): {"description": text[c], "content": {"application/json": {"schema": _ERROR}}} for c in codes}
+
+
+def _param(name: str, where: str, schema: dict, description: str, required: bool = False) -> dict:
+    return {"name": name, "in": where, "schema": schema, "description": description, "required": required}
+
+
+_MESSAGE_ID = _param("message_id", "path", _UUID, "Message id", True)
+
+DOCUMENT = {
+    "openapi": "3.1.0",
+    "info": {"title": "logmail API", "version": __version__,
+             "description": "Captured mail, over HTTP. Every endpoint except /health and /openapi.json needs "
+                            "`Authorization: Bearer <token>`. Times are epoch milliseconds."},
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {"type": "object", "required": ["error", "message"],
+                      "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
+            "Address": {"type": "object", "properties": {"name": {"type": "string"}, "address": {"type": "string"}}},
+            "Envelope": {"type": "object", "properties": {"mailFrom": {"type": "string"},
+                                                          "rcptTo": {"type": "array", "items": {"type": "string"}}}},
+            "MessageSummary": {"type": "object", "properties": {
+                "id": _UUID, "messageId": {"type": ["string", "null"]}, "subject": {"type": "string"},
+                "from": {"oneOf": [{"$ref": "#/components/schemas/Address"}, {"type": "null"}]},
+                "to": {"type": "array", "items": {"$ref": "#/components/schemas/Address"}},
+                "cc": {"type": "array", "items": {"$ref": "#/components/schemas/Address"}},
+                "date": {"type": ["integer", "null"]}, "receivedAt": {"type": "integer"}, "size": {"type": "integer"},
+                "snippet": {"type": "string"}, "attachmentCount": {"type": "integer"}, "isRead": {"type": "boolean"},
+                "source": {"type": "string"}, "envelope": {"$ref": "#/components/schemas/Envelope"},
+                "hasParseErrors": {"type": "boolean"}}},
+            "Attachment": {"type": "object", "properties": {
+                "id": _UUID, "filename": {"type": ["string", "null"]}, "contentType": {"type": "string"},
+                "size": {"type": "integer"}, "contentId": {"type": ["string", "null"]}, "inline": {"type": "boolean"},
+                "sha256": {"type": "string"}}},
+            "Message": {"allOf": [{"$ref": "#/components/schemas/MessageSummary"}, {"type": "object", "properties": {
+                "inReplyTo": {"type": ["string", "null"]}, "references": {"type": "array", "items": {"type": "string"}},
+                "headers": {"type": "array", "items": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "value": {"type": "string"}}}},
+                "text": {"type": ["string", "null"]},
+                "html": {"type": ["string", "null"], "description": "Sanitised server-side"},
+                "attachments": {"type": "array", "items": {"$ref": "#/components/schemas/Attachment"}},
+                "parseErrors": {"type": "array", "items": {"type": "string"}}}}]},
+            "Pagination": {"type": "object", "properties": {
+                "total": {"type": "integer"}, "limit": {"type": "integer"}, "offset": {"type": "integer"},
+                "nextCursor": {"type": ["string", "null"]}}},
+        },
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/health": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "Alive"}}}},
+        "/openapi.json": {"get": {"summary": "This document", "security": [],
+                                  "responses": {"200": {"description": "OpenAPI document"}}}},
+        "/messages": {"get": {
+            "summary": "List messages, newest first",
+            "parameters": [
+                _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "Page size"),
+                _param("offset", "query", {"type": "integer", "minimum": 0, "default": 0}, "Rows to skip"),
+                _param("cursor", "query", {"type": "string"}, "nextCursor of the previous page (stable while mail arrives)"),
+                _param("to", "query", {"type": "string"}, "Recipient address (envelope, To or Cc)"),
+                _param("from", "query", {"type": "string"}, "Sender address"),
+                _param("since", "query", {"type": "integer", "minimum": 0}, "Received at or after (epoch ms)"),
+                _param("until", "query", {"type": "integer", "minimum": 0}, "Received before (epoch ms)"),
+                _param("q", "query", {"type": "string"}, "Full-text search over subject, addresses and text"),
+            ],
+            "responses": {"200": {"description": "A page of messages", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {
+                    "messages": {"type": "array", "items": {"$ref": "#/components/schemas/MessageSummary"}},
+                    "pagination": {"$ref": "#/components/schemas/Pagination"}}}}}},
+                **_errors(400, 401, 403, 503)}}},
+        "/messages/{message_id}": {
+            "get": {"summary": "Read one message", "parameters": [_MESSAGE_ID],
+                    "responses": {"200": {"description": "The message", "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Message"}}}}, **_errors(400, 401, 403, 404, 503)}},
+            "delete": {"summary": "Delete a message and its content", "parameters": [_MESSAGE_ID],
+                       "responses": {"200": {"description": "Deleted"}, **_errors(400, 401, 403, 404, 503)}},
+        },
+        "/messages/{message_id}/raw": {"get": {
+            "summary": "The original message, byte for byte", "parameters": [_MESSAGE_ID],
+            "responses": {"200": {"description": "RFC 5322 message", "content": {"message/rfc822": {}}},
+                          **_errors(400, 401, 403, 404, 503)}}},
+        "/messages/{message_id}/attachments/{attachment_id}": {"get": {
+            "summary": "Download one attachment",
+            "parameters": [_MESSAGE_ID, _param("attachment_id", "path", _UUID, "Attachment id", True)],
+            "responses": {"200": {"description": "The attachment with its type and filename"},
+                          **_errors(400, 401, 403, 404, 503)}}},
+    },
+}
+
+
+@bp.get("/openapi.json")
+async def openapi(request: Request):
+    return json(DOCUMENT)

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from logmail.cli.common import ConfigOption, load, stderr
+
+# The exit codes Postfix's pipe(8) transport understands (sysexits.h).
+EX_OK = 0
+EX_DATAERR = 65
+EX_TEMPFAIL = 75
+BATCH = 100
+
+
+def ingest(
+    files: Annotated[Optional[list[str]], typer.Argument(help=".eml or mbox files; '-' (or nothing) reads stdin.",
+                                                          show_default=False)] = None,
+    config: ConfigOption = None,
+    mail_from: Annotated[str, typer.Option("--mail-from", "-f", help="Envelope sender (default: empty).")] = "",
+    rcpt: Annotated[Optional[list[str]], typer.Option("--rcpt", "-r", help="Envelope recipient; repeatable "
+                                                      "(default: the To and Cc addresses of each message).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="auto, eml or mbox.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+) -> None:
+    """Store messages from files or stdin through the same durable path as SMTP.
+
+    Exits 0 once every message is stored, 75 on a temporary failure (retry later) and 65 when the
+    input can never be stored: the codes Postfix's pipe(8) transport understands.
+
+    Examples:
+      logmail ingest message.eml archive.mbox
+      cat message.eml | logmail ingest -f sender@example.com -r someone@example.com -
+    """
+    from logmail.errors import LogmailError, TemporaryError
+    from logmail.logs import configure_logging
+    from logmail.services.ingest_files import read_messages
+    from logmail.services.accept import Envelope
+    from logmail.services.container import build_services
+
+    settings = load(config)
+    configure_logging("warning")
+    sources = files or ["-"]
+    try:
+        batches = []
+        for source in sources:
+            data = _read(source)
+            for raw in read_messages(data, fmt):
+                if len(raw) > settings.smtp.max_message_size:
+                    _exit(EX_DATAERR, f"a message in {source} is larger than smtp.max_message_size "
+                                      f"({settings.smtp.max_message_size} bytes)")
+                batches.append(raw)
+    except ValueError as exc:
+        _exit(EX_DATAERR, str(exc))
+    if not batches:
+        _exit(EX_DATAERR, "no message found in the input")
+    try:
+        services = build_services(settings)
+    except TemporaryError as exc:
+        _exit(EX_TEMPFAIL, exc.message)
+    except LogmailError as exc:
+        _exit(EX_TEMPFAIL, exc.message)
+    stored = 0
+    try:
+        for i in range(0, len(batches), BATCH):
+            chunk = batches[i:i + BATCH]
+            items = [(raw, Envelope(mail_from=mail_from, rcpt_to=list(rcpt) if rcpt else _header_rcpts(raw),
+                                    source="cli")) for raw in chunk]
+            services.acceptor.accept_many(items)
+            stored += len(chunk)
+    except LogmailError as exc:
+        _exit(EX_TEMPFAIL, f"{exc.message} ({stored} of {len(batches)} message(s) stored)")
+    except Exception as exc:  # anything unexpected is worth a retry, never a bounce
+        _exit(EX_TEMPFAIL, f"could not store the messages: {type(exc).__name__} ({stored} stored)")
+    finally:
+        services.close()
+    if not quiet:
+        stderr(f"logmail: stored {stored} message(s)")
+
+
+def _read(source: str) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read()
+    path = Path(source)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{source}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{source}: is a directory") from None
+    except PermissionError:
+        raise ValueError(f"{source}: permission denied") from None
+
+
+def _header_rcpts(raw: bytes) -> list[str]:
+    from logmail.services.ingest_files import header_recipients
+
+    return header_recipients(raw)
+
+
+def _exit(code: int, message: str):
+    typer.echo(f"logmail ingest: {message}", err=True)
+    raise typer.Exit(code)

@@ -1,0 +1,272 @@
+"""One typed settings model for the whole of logmail.
+
+Settings come, in rising order of precedence, from the defaults below, a ``logmail.toml`` file and
+``LOGMAIL_<SECTION>__<KEY>`` environment variables (``LOGMAIL_<KEY>`` for top-level keys). Every
+field carries its help text here, and ``logmail.toml.example`` documents every key; a test keeps the
+two in step.
+
+The file is searched for in this order: ``--config PATH``, ``$LOGMAIL_CONFIG``, ``./logmail.toml``,
+the user's config directory (``$XDG_CONFIG_HOME/logmail/logmail.toml``) and
+``/etc/logmail/logmail.toml``. Nothing here is read at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+from logmail.errors import ConfigError
+
+MiB = 1024 * 1024
+
+
+def setting(default: Any, help: str, **kw: Any) -> Any:
+    """A settings field with its help text kept beside its default."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+def section(cls: type) -> Any:
+    return field(default_factory=cls)
+
+
+def _default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "logmail")
+
+
+@dataclass
+class SmtpSettings:
+    host: str = setting("127.0.0.1", "Address the SMTP listener binds to.")
+    port: int = setting(1025, "Port of the SMTP listener (1025 is where Mailpit/MailHog users point their apps).")
+    enabled: bool = setting(True, "Run the SMTP listener in `logmail daemon`.")
+    hostname: str = setting("logmail", "Name the listener announces in its greeting and EHLO reply.")
+    max_message_size: int = setting(25 * MiB, "Largest message accepted, in bytes (announced with SIZE; larger gets 552).")
+    max_recipients: int = setting(100, "Most recipients accepted per message (more get 452).")
+    tls_cert: str = setting("", "PEM certificate file; with tls_key, enables STARTTLS. Empty: STARTTLS off.")
+    tls_key: str = setting("", "PEM private key file for STARTTLS.")
+    require_tls: bool = setting(False, "Refuse mail until the client has issued STARTTLS.")
+    auth_username: str = setting("", "With auth_password, require SMTP AUTH (PLAIN/LOGIN) with these credentials. Empty: AUTH off.")
+    auth_password: str = setting("", "Password for SMTP AUTH; never logged.", secret=True)
+    timeout: int = setting(300, "Seconds an idle SMTP connection is kept open.")
+
+
+@dataclass
+class ApiSettings:
+    host: str = setting("127.0.0.1", "Address the REST API binds to.")
+    port: int = setting(8025, "Port of the REST API.")
+    enabled: bool = setting(True, "Run the REST API in `logmail daemon`.")
+    max_body_size: int = setting(30 * MiB, "Largest request body accepted, in bytes (larger gets 413).")
+    request_timeout: int = setting(60, "Seconds a request may take before it is answered with 503.")
+    public_url: str = setting("", "URL clients use to reach the API, when it differs from http://host:port.")
+
+
+@dataclass
+class DatabaseSettings:
+    url: str = setting("", "SQLAlchemy URL of the metadata database. Empty: SQLite file `logmail.db` in data_dir. "
+                           "Production: mysql+pymysql://user:pass@host/db?charset=utf8mb4")
+    pool_size: int = setting(10, "Connections kept open per process (MySQL).")
+    pool_recycle: int = setting(1800, "Seconds after which a pooled connection is replaced (MySQL).")
+    sqlite_synchronous: Literal["full", "normal"] = setting(
+        "full", "SQLite durability: `full` survives power loss, `normal` survives a crashed process only.")
+
+
+@dataclass
+class ContentSettings:
+    url: str = setting("", "Where raw messages, bodies and attachments live. Empty: compressed blobs in "
+                           "`content.db` inside data_dir. Production: mongodb://host/db")
+    compression_level: int = setting(3, "zlib level (0-9) for stored content; 0 stores uncompressed.")
+
+
+@dataclass
+class QueueSettings:
+    url: str = setting("", "The work queue. Empty: a durable outbox table in the SQL database. "
+                           "Production: amqp://user:pass@host/vhost")
+    batch_size: int = setting(100, "Jobs a consumer claims at once.")
+    lease_seconds: int = setting(120, "How long a claimed job stays invisible to other consumers before it is redelivered.")
+    max_attempts: int = setting(5, "Failed attempts before a job is dead-lettered.")
+    retry_base_delay: float = setting(2.0, "Seconds before the first retry of a failed job; doubles per attempt.")
+    poll_interval: float = setting(0.2, "Seconds an idle consumer waits before it looks for work again.")
+
+
+@dataclass
+class IngestSettings:
+    workers: int = setting(1, "Ingest consumer processes `logmail daemon` starts beside the API and listeners "
+                              "(0 runs the consumer in the daemon's own process).")
+
+
+@dataclass
+class Settings:
+    data_dir: str = setting(_default_data_dir(), "Directory for the SQLite database, content, keys and owner.token.")
+    mode: Literal["local", "platform"] = setting(
+        "local", "`local`: every address is caught into the built-in organisation. "
+                 "`platform`: organisations own addresses and tiers apply.")
+    log_level: Literal["debug", "info", "warning", "error"] = setting("info", "Logging threshold.")
+    smtp: SmtpSettings = section(SmtpSettings)
+    api: ApiSettings = section(ApiSettings)
+    database: DatabaseSettings = section(DatabaseSettings)
+    content: ContentSettings = section(ContentSettings)
+    queue: QueueSettings = section(QueueSettings)
+    ingest: IngestSettings = section(IngestSettings)
+
+    source: str = field(default="", metadata={"internal": True})
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_path / 'logmail.db'}"
+
+    @property
+    def content_url(self) -> str:
+        return self.content.url or f"sqlite:///{self.data_path / 'content.db'}"
+
+    @property
+    def api_url(self) -> str:
+        return self.api.public_url or f"http://{self.api.host}:{self.api.port}"
+
+
+SECTIONS: dict[str, type] = {
+    f.name: f.default_factory  # type: ignore[misc]
+    for f in dataclasses.fields(Settings)
+    if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory)
+}
+
+
+def iter_keys() -> list[tuple[str, str, dataclasses.Field]]:
+    """Every public setting as (section or "", key, field), in declaration order."""
+    out = []
+    for f in dataclasses.fields(Settings):
+        if f.metadata.get("internal"):
+            continue
+        if f.name in SECTIONS:
+            out.extend((f.name, sf.name, sf) for sf in dataclasses.fields(SECTIONS[f.name]))
+        else:
+            out.append(("", f.name, f))
+    return out
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    origin = get_origin(annotation)
+    if origin is Literal:
+        choices = get_args(annotation)
+        if value not in choices:
+            raise ConfigError(f"{where} must be one of {', '.join(map(str, choices))}, not {value!r}")
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+            return value.lower() in {"1", "true", "yes", "on"}
+        raise ConfigError(f"{where} must be true or false, not {value!r}")
+    if annotation in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be a number, not {value!r}")
+        try:
+            return annotation(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a number, not {value!r}") from None
+    if annotation is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where} must be a string, not {value!r}")
+        return str(value)
+    return value
+
+
+def _apply(target: Any, values: dict[str, Any], prefix: str) -> None:
+    hints = get_type_hints(type(target))
+    names = {f.name for f in dataclasses.fields(target) if not f.metadata.get("internal")}
+    for key, value in values.items():
+        where = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown setting {where!r}")
+        if key in SECTIONS and target is not None and isinstance(target, Settings):
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{key}] must be a table")
+            _apply(getattr(target, key), value, f"{key}.")
+        else:
+            setattr(target, key, _coerce(value, hints[key], where))
+
+
+def find_config_file(explicit: str | os.PathLike | None = None) -> Path | None:
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    env = os.environ.get("LOGMAIL_CONFIG")
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"$LOGMAIL_CONFIG names {path}, which does not exist")
+        return path
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    for candidate in (Path("logmail.toml"), Path(xdg) / "logmail" / "logmail.toml", Path("/etc/logmail/logmail.toml")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def env_overrides(environ: dict[str, str] | os._Environ) -> dict[str, Any]:
+    """``LOGMAIL_SMTP__PORT=2525`` → ``{"smtp": {"port": "2525"}}``; ``LOGMAIL_MODE`` → ``{"mode": ...}``."""
+    out: dict[str, Any] = {}
+    known = {(s, k) for s, k, _ in iter_keys()}
+    for name, value in environ.items():
+        if not name.startswith("LOGMAIL_") or name == "LOGMAIL_CONFIG":
+            continue
+        rest = name[len("LOGMAIL_"):].lower()
+        sect, _, key = rest.partition("__") if "__" in rest else ("", "", rest)
+        if (sect, key) not in known:
+            continue  # other tools' LOGMAIL_* variables are not ours to refuse
+        if sect:
+            out.setdefault(sect, {})[key] = value
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(path: str | os.PathLike | None = None, *, environ: dict[str, str] | None = None,
+                  overrides: dict[str, Any] | None = None) -> Settings:
+    """Build the settings from defaults, the config file, the environment and explicit overrides."""
+    settings = Settings()
+    file = find_config_file(path)
+    if file is not None:
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {file}: {exc}") from None
+        _apply(settings, data, "")
+        settings.source = str(file)
+    _apply(settings, env_overrides(os.environ if environ is None else environ), "")
+    if overrides:
+        _apply(settings, overrides, "")
+    return settings
+
+
+def as_dict(settings: Settings, *, reveal_secrets: bool = False) -> dict[str, Any]:
+    """The settings as nested plain data; secrets masked unless asked for."""
+    out: dict[str, Any] = {}
+    for sect, key, f in iter_keys():
+        value = getattr(getattr(settings, sect), key) if sect else getattr(settings, key)
+        if f.metadata.get("secret") and value and not reveal_secrets:
+            value = "********"
+        if key in ("url",) and isinstance(value, str) and "@" in value and not reveal_secrets:
+            value = _mask_url_password(value)
+        (out.setdefault(sect, {}) if sect else out)[key] = value
+    return out
+
+
+def _mask_url_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in creds:
+        return url
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:********@{host}"

@@ -1,0 +1,201 @@
+"""``logmail daemon``: the API, the listeners and the ingest consumers in one process tree.
+
+One asyncio loop serves the SMTP listener and the REST API; database and content-store work runs
+in threads so neither protocol waits for disk. Ingest consumers run as worker processes
+(``ingest.workers``) so that parsing uses the second core instead of competing with the listener
+for the GIL; with ``ingest.workers = 0`` they run as a thread in the daemon itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from logmail.config import Settings
+from logmail.daemon.ingest_consumer import IngestConsumer
+from logmail.errors import ConfigError
+from logmail.services.container import Services, build_services
+
+log = logging.getLogger("logmail.daemon")
+
+ALL_ROLES = ("api", "smtp", "worker")
+
+
+def parse_roles(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ALL_ROLES
+    roles = tuple(r.strip() for r in text.split(",") if r.strip())
+    unknown = [r for r in roles if r not in ALL_ROLES]
+    if unknown:
+        raise ConfigError(f"unknown role(s) {', '.join(unknown)}; choose from {', '.join(ALL_ROLES)}")
+    return roles
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind a listening socket ourselves, so port 0 works and errors are clear."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass
+class Daemon:
+    settings: Settings
+    roles: tuple[str, ...] = ALL_ROLES
+    services: Services | None = None
+    smtp_port: int | None = None
+    api_port: int | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _stop: asyncio.Event | None = None
+    _ready: threading.Event = field(default_factory=threading.Event)
+    _error: BaseException | None = None
+    _consumers: list[IngestConsumer] = field(default_factory=list)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _workers: list[multiprocessing.Process] = field(default_factory=list)
+    on_ready: Callable[["Daemon"], None] | None = None
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def run(self, *, install_signals: bool = True) -> None:
+        """Run until SIGINT/SIGTERM (or ``stop()``)."""
+        asyncio.run(self._main(install_signals))
+
+    def start_in_thread(self, timeout: float = 30) -> "Daemon":
+        """Start in a background thread and return once listening (tests, benchmarks)."""
+        thread = threading.Thread(target=self.run, kwargs={"install_signals": False}, name="logmail-daemon",
+                                  daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        if not self._ready.wait(timeout):
+            raise RuntimeError("the daemon did not start in time")
+        if self._error:
+            raise self._error
+        return self
+
+    def stop(self) -> None:
+        if self._loop and self._stop:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        for t in self._threads:
+            t.join(timeout=30)
+
+    async def _main(self, install_signals: bool) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            await self._start()
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            await self._shutdown()
+            raise
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._loop.add_signal_handler(sig, self._stop.set)
+        self._ready.set()
+        if self.on_ready is not None:
+            self.on_ready(self)
+        await self._stop.wait()
+        log.info("stopping")
+        await self._shutdown()
+        log.info("stopped")
+
+    async def _start(self) -> None:
+        s = self.settings
+        self.services = await asyncio.to_thread(build_services, s)
+        boot = self.services.boot
+        if boot.token_created:
+            log.info("created an owner API token; it is in %s (mode 0600)", boot.token_file)
+        self._servers = []
+        self._sanic = None
+        if "smtp" in self.roles and s.smtp.enabled:
+            from logmail.smtp.inbound import InboundHandler
+            from logmail.smtp.server import protocol_factory
+
+            sock = bind(s.smtp.host, s.smtp.port)
+            self.smtp_port = sock.getsockname()[1]
+            handler = InboundHandler(self.services.acceptor, max_recipients=s.smtp.max_recipients,
+                                     max_message_size=s.smtp.max_message_size)
+            server = await self._loop.create_server(protocol_factory(s.smtp, handler), sock=sock)
+            self._servers.append(server)
+            log.info("SMTP listening on %s:%d", s.smtp.host, self.smtp_port)
+        if "api" in self.roles and s.api.enabled:
+            from logmail.api.app import create_app
+
+            sock = bind(s.api.host, s.api.port)
+            self.api_port = sock.getsockname()[1]
+            app = create_app(self.services)
+            self._sanic = await app.create_server(sock=sock, return_asyncio_server=True, access_log=False)
+            await self._sanic.startup()
+            await self._sanic.before_start()
+            await self._sanic.after_start()
+            log.info("API listening on http://%s:%d", s.api.host, self.api_port)
+        if "worker" in self.roles:
+            self._start_consumers()
+
+    def _start_consumers(self) -> None:
+        s = self.settings
+        if s.ingest.workers <= 0:
+            consumer = IngestConsumer(self.services.queue, self.services.ingest, batch_size=s.queue.batch_size,
+                                      poll_interval=s.queue.poll_interval)
+            self._consumers.append(consumer)
+            thread = threading.Thread(target=consumer.run, name="logmail-ingest", daemon=True)
+            thread.start()
+            self._consumer_threads = [thread]
+            return
+        ctx = multiprocessing.get_context("spawn")
+        for n in range(s.ingest.workers):
+            proc = ctx.Process(target=run_worker_process, args=(s,), name=f"logmail-ingest-{n + 1}", daemon=True)
+            proc.start()
+            self._workers.append(proc)
+        log.info("started %d ingest worker process(es)", len(self._workers))
+
+    async def _shutdown(self) -> None:
+        for server in getattr(self, "_servers", []):
+            server.close()
+        for server in getattr(self, "_servers", []):
+            await server.wait_closed()
+        if getattr(self, "_sanic", None) is not None:
+            await self._sanic.before_stop()
+            self._sanic.close()
+            await self._sanic.wait_closed()
+            await self._sanic.after_stop()
+        for consumer in self._consumers:
+            consumer.stop()
+        for thread in getattr(self, "_consumer_threads", []):
+            await asyncio.to_thread(thread.join, 30)
+        for proc in self._workers:
+            proc.terminate()
+        for proc in self._workers:
+            await asyncio.to_thread(proc.join, 30)
+        if self.services is not None:
+            await asyncio.to_thread(self.services.close)
+
+
+def run_worker_process(settings: Settings) -> None:
+    """Entry point of an ingest worker process: consume until told to stop."""
+    from logmail.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    services = build_services(settings, migrate=False)
+    consumer = IngestConsumer(services.queue, services.ingest, batch_size=settings.queue.batch_size,
+                              poll_interval=settings.queue.poll_interval)
+    signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    try:
+        consumer.run()
+    finally:
+        services.close()

@@ -1,0 +1,67 @@
+"""First start: the built-in organisation and the owner token.
+
+The owner token is written to ``<data_dir>/owner.token`` with mode 0600; only its hash is kept in
+the database. If the file goes missing, the next start issues a new token (old ones stay valid
+until revoked) so that a local developer can always get back in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from logmail.services.tokens import create_token
+from logmail.store.database import Database
+from logmail.store.models import Organization
+
+log = logging.getLogger("logmail.bootstrap")
+
+BUILTIN_ORG_NAME = "Local"
+
+
+@dataclass(slots=True)
+class BootstrapResult:
+    organization_id: int
+    organization_uuid: str
+    token_file: Path
+    token_created: bool
+
+
+def ensure_builtin_organization(db: Database) -> Organization:
+    with db.write() as session:
+        org = session.execute(select(Organization).where(Organization.is_builtin.is_(True))).scalar_one_or_none()
+        if org is None:
+            org = Organization(name=BUILTIN_ORG_NAME, is_builtin=True, tier="unlimited")
+            session.add(org)
+            session.flush()
+            log.info("created the built-in organisation %s", org.uuid)
+    return org
+
+
+def bootstrap(db: Database, data_dir: Path) -> BootstrapResult:
+    org = ensure_builtin_organization(db)
+    token_file = data_dir / "owner.token"
+    created = False
+    if not token_file.exists():
+        token, _ = create_token(db, org.id, "owner (written to owner.token)")
+        write_secret_file(token_file, token + "\n")
+        created = True
+    return BootstrapResult(org.id, org.uuid, token_file, created)
+
+
+def write_secret_file(path: Path, content: str) -> None:
+    """Create a file only its owner can read, atomically, never briefly world-readable."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, content.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)

@@ -1,0 +1,68 @@
+"""Builds logmail's services from settings: the one place that knows which backend is which."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+
+from logmail.config import Settings
+from logmail.queue.base import WorkQueue, open_queue
+from logmail.services.accept import DurableAcceptor
+from logmail.services.bootstrap import BootstrapResult, bootstrap
+from logmail.services.ingest import IngestService
+from logmail.services.messages import MessageService
+from logmail.services.tokens import TokenAuthenticator
+from logmail.store.content import ContentStore, open_content_store
+from logmail.store.database import Database
+from logmail.store.migrate import upgrade
+
+log = logging.getLogger("logmail")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    content: ContentStore
+    queue: WorkQueue
+    boot: BootstrapResult
+
+    @cached_property
+    def acceptor(self) -> DurableAcceptor:
+        return DurableAcceptor(self.content, self.queue)
+
+    @cached_property
+    def ingest(self) -> IngestService:
+        return IngestService(self.db, self.content, default_organization_id=self.boot.organization_id)
+
+    @cached_property
+    def messages(self) -> MessageService:
+        return MessageService(self.db, self.content)
+
+    @cached_property
+    def tokens(self) -> TokenAuthenticator:
+        return TokenAuthenticator(self.db)
+
+    def close(self) -> None:
+        if "acceptor" in self.__dict__:
+            self.acceptor.close()
+        self.queue.close()
+        self.content.close()
+        self.db.dispose()
+
+
+def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+    """Open the engines named by the settings, bring the schema up to date and run first-start setup."""
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url, synchronous=settings.database.sqlite_synchronous,
+                  pool_size=settings.database.pool_size, pool_recycle=settings.database.pool_recycle)
+    if migrate:
+        upgrade(db)
+    content = open_content_store(settings.content_url, compression_level=settings.content.compression_level,
+                                 synchronous=settings.database.sqlite_synchronous)
+    work_queue = open_queue(settings.queue.url, db, lease_seconds=settings.queue.lease_seconds,
+                            max_attempts=settings.queue.max_attempts,
+                            retry_base_delay=settings.queue.retry_base_delay)
+    boot = bootstrap(db, settings.data_path)
+    return Services(settings=settings, db=db, content=content, queue=work_queue, boot=boot)

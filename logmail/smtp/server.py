@@ -1,0 +1,73 @@
+"""Starting the inbound SMTP listener on the daemon's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ssl
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+from logmail.config import SmtpSettings
+from logmail.errors import ConfigError
+
+
+class _StaticAuthenticator:
+    """Checks AUTH PLAIN/LOGIN against the one configured username and password."""
+
+    def __init__(self, username: str, password: str) -> None:
+        self.username = username.encode()
+        self.password = password.encode()
+
+    def __call__(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        ok = hmac.compare_digest(auth_data.login, self.username) & hmac.compare_digest(auth_data.password, self.password)
+        return AuthResult(success=bool(ok), handled=False)
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the SMTP TLS certificate: {exc}") from None
+    return ctx
+
+
+def protocol_factory(settings: SmtpSettings, handler, *, lmtp: bool = False):
+    ctx = tls_context(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
+    auth = None
+    if settings.auth_username and settings.auth_password:
+        auth = _StaticAuthenticator(settings.auth_username, settings.auth_password)
+    if settings.require_tls and ctx is None:
+        raise ConfigError("smtp.require_tls needs smtp.tls_cert and smtp.tls_key")
+    kwargs = dict(
+        data_size_limit=settings.max_message_size,
+        enable_SMTPUTF8=True,
+        decode_data=False,
+        hostname=settings.hostname,
+        ident="logmail ESMTP",
+        tls_context=ctx,
+        require_starttls=settings.require_tls,
+        timeout=settings.timeout,
+        authenticator=auth,
+        auth_required=auth is not None,
+        # Without TLS configured, AUTH over plain text on a local catch-all is what users expect.
+        auth_require_tls=ctx is not None,
+    )
+    if lmtp:
+        from aiosmtpd.lmtp import LMTP
+
+        return lambda: LMTP(handler, **kwargs)
+    return lambda: SMTP(handler, **kwargs)
+
+
+async def start_smtp(settings: SmtpSettings, handler, *, host: str | None = None, port: int | None = None) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    factory = protocol_factory(settings, handler)
+    try:
+        return await loop.create_server(factory, host or settings.host, settings.port if port is None else port,
+                                        reuse_address=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen for SMTP on {settings.host}:{settings.port}: {exc.strerror}") from None

@@ -1,0 +1,169 @@
+"""The message repository: every function takes the organisation it works for.
+
+There is deliberately no way here to read or change a message without naming its organisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from logmail.store import search
+from logmail.store.models import Attachment, Message, MessageRecipient
+
+
+@dataclass(slots=True)
+class MessageFilter:
+    to: str | None = None
+    from_: str | None = None
+    since: int | None = None
+    until: int | None = None
+    q: str | None = None
+
+    def conditions(self, organization_id: int, dialect: str) -> list:
+        conds = [Message.organization_id == organization_id]
+        if self.from_:
+            conds.append(Message.from_address == self.from_.lower())
+        if self.to:
+            conds.append(
+                Message.id.in_(
+                    select(MessageRecipient.message_id).where(
+                        MessageRecipient.organization_id == organization_id,
+                        MessageRecipient.address == self.to.lower(),
+                    )
+                )
+            )
+        if self.since is not None:
+            conds.append(Message.received_at >= self.since)
+        if self.until is not None:
+            conds.append(Message.received_at < self.until)
+        if self.q:
+            expr = search.fts_query(self.q)
+            if expr is not None:
+                conds.append(Message.id.in_(search.matching_ids_clause(dialect).bindparams(fts=expr)))
+        return conds
+
+
+@dataclass(slots=True)
+class Page:
+    rows: list
+    total: int
+    next_cursor: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+LIST_COLUMNS = (
+    Message.id, Message.uuid, Message.message_id, Message.subject, Message.from_name, Message.from_address,
+    Message.to, Message.cc, Message.date, Message.received_at, Message.size, Message.snippet,
+    Message.attachment_count, Message.is_read, Message.envelope_from, Message.envelope_to, Message.source,
+    Message.parse_errors,
+)
+
+
+def list_messages(session: Session, organization_id: int, flt: MessageFilter, *, limit: int, offset: int = 0,
+                  before_id: int | None = None) -> Page:
+    """Newest stored first. ``before_id`` is the keyset cursor: stable while mail keeps arriving."""
+    conds = flt.conditions(organization_id, session.bind.dialect.name)
+    total = session.execute(select(func.count()).select_from(Message).where(*conds)).scalar_one()
+    stmt = select(*LIST_COLUMNS).where(*conds)
+    if before_id is not None:
+        stmt = stmt.where(Message.id < before_id)
+    rows = session.execute(stmt.order_by(Message.id.desc()).offset(offset).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows=rows, total=total, next_cursor=rows[-1].id if more and rows else None)
+
+
+def get_message(session: Session, organization_id: int, uuid: str) -> Message | None:
+    return session.execute(
+        select(Message).where(Message.organization_id == organization_id, Message.uuid == uuid)
+    ).scalar_one_or_none()
+
+
+def get_attachments(session: Session, organization_id: int, message_pk: int) -> list[Attachment]:
+    return list(
+        session.execute(
+            select(Attachment)
+            .where(Attachment.organization_id == organization_id, Attachment.message_id == message_pk)
+            .order_by(Attachment.position)
+        ).scalars()
+    )
+
+
+def get_attachment(session: Session, organization_id: int, message_uuid: str, attachment_uuid: str) -> Attachment | None:
+    return session.execute(
+        select(Attachment)
+        .join(Message, Message.id == Attachment.message_id)
+        .where(
+            Attachment.organization_id == organization_id,
+            Message.organization_id == organization_id,
+            Message.uuid == message_uuid,
+            Attachment.uuid == attachment_uuid,
+        )
+    ).scalar_one_or_none()
+
+
+def delete_message(session: Session, organization_id: int, message: Message) -> list[str]:
+    """Delete one message's rows; returns the content keys the caller must delete after commit."""
+    if message.organization_id != organization_id:  # pragma: no cover - callers fetched it scoped
+        raise PermissionError("message belongs to another organisation")
+    keys = [message.raw_key] + ([message.body_key] if message.body_key else [])
+    keys += [a.content_key for a in get_attachments(session, organization_id, message.id)]
+    conn = session.connection()
+    search.unindex(conn, [message.id])
+    conn.execute(delete(Attachment).where(Attachment.message_id == message.id))
+    conn.execute(delete(MessageRecipient).where(MessageRecipient.message_id == message.id))
+    conn.execute(delete(Message).where(Message.id == message.id, Message.organization_id == organization_id))
+    return keys
+
+
+# -- the ingest side: bulk writes for a batch of parsed messages ------------------------------------
+
+
+def existing_ingest_ids(conn: Connection, pairs: list[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Which (organisation, ingest id) pairs are already stored: redelivered jobs are skipped."""
+    if not pairs:
+        return set()
+    found = set()
+    by_org: dict[int, list[str]] = {}
+    for org, ingest_id in pairs:
+        by_org.setdefault(org, []).append(ingest_id)
+    for org, ids in by_org.items():
+        rows = conn.execute(
+            select(Message.ingest_id).where(Message.organization_id == org, Message.ingest_id.in_(ids))
+        ).scalars()
+        found.update((org, i) for i in rows)
+    return found
+
+
+def insert_messages(conn: Connection, messages: list[dict], attachments: list[list[dict]],
+                    recipients: list[list[str]], search_rows: list[dict]) -> list[int]:
+    """Insert a batch; the i-th message owns attachments[i], recipients[i] and search_rows[i]."""
+    if not messages:
+        return []
+    conn.execute(insert(Message), messages)
+    ids = dict(
+        conn.execute(
+            select(Message.uuid, Message.id).where(Message.uuid.in_([m["uuid"] for m in messages]))
+        ).all()
+    )
+    message_ids = [ids[m["uuid"]] for m in messages]
+    att_rows, rcpt_rows, index_rows = [], [], []
+    for pk, msg, atts, rcpts, srow in zip(message_ids, messages, attachments, recipients, search_rows):
+        att_rows.extend({**a, "message_id": pk} for a in atts)
+        rcpt_rows.extend({"message_id": pk, "address": r, "organization_id": msg["organization_id"]} for r in rcpts)
+        index_rows.append({**srow, "id": pk})
+    if att_rows:
+        conn.execute(insert(Attachment), att_rows)
+    if rcpt_rows:
+        conn.execute(insert(MessageRecipient), rcpt_rows)
+    search.index_rows(conn, index_rows)
+    return message_ids
+
+
+__all__ = [
+    "MessageFilter", "Page", "list_messages", "get_message", "get_attachments", "get_attachment",
+    "delete_message", "existing_ingest_ids", "insert_messages",
+]

@@ -1,0 +1,183 @@
+"""SQLAlchemy 2.0 typed models of logmail's metadata.
+
+Every tenant-owned table carries ``organization_id``; repositories take the organisation as an
+argument, so no query can reach tenant data without one. Times are epoch milliseconds. Public ids
+are UUID strings; integer keys stay internal.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid as uuidlib
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from logmail.store.types import BigId, EpochMs, JsonText, LongText
+
+MYSQL_TABLE_ARGS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_unicode_ci", "mysql_engine": "InnoDB"}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | suspended
+    is_builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    tier: Mapped[str] = mapped_column(String(64), default="unlimited")
+    created_at: Mapped[int] = mapped_column(EpochMs, default=now_ms)
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20), default="member")  # owner | admin | member
+    is_platform_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[int] = mapped_column(EpochMs, default=now_ms)
+
+
+class EmailAddress(Base):
+    __tablename__ = "email_addresses"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    created_at: Mapped[int] = mapped_column(EpochMs, default=now_ms)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of a 256-bit random token
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in listings so people can tell tokens apart
+    scopes: Mapped[str] = mapped_column(String(200), default="read,write,ingest,admin")
+    created_at: Mapped[int] = mapped_column(EpochMs, default=now_ms)
+    expires_at: Mapped[int | None] = mapped_column(EpochMs)
+    last_used_at: Mapped[int | None] = mapped_column(EpochMs)
+    revoked_at: Mapped[int | None] = mapped_column(EpochMs)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "ingest_id", name="uq_messages_org_ingest"),
+        Index("ix_messages_org_id", "organization_id", "id"),
+        Index("ix_messages_org_received", "organization_id", "received_at"),
+        Index("ix_messages_org_from", "organization_id", "from_address"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    ingest_id: Mapped[str] = mapped_column(String(36))  # idempotency key of the accepted message
+    source: Mapped[str] = mapped_column(String(16), default="smtp")  # smtp | lmtp | http | cli | imap | pop3
+    raw_key: Mapped[str] = mapped_column(String(100))
+    body_key: Mapped[str | None] = mapped_column(String(100))
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    in_reply_to: Mapped[str | None] = mapped_column(String(998))
+    references: Mapped[list[str] | None] = mapped_column(JsonText)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    from_name: Mapped[str] = mapped_column(String(320), default="")
+    from_address: Mapped[str] = mapped_column(String(320), default="")
+    to: Mapped[list[dict[str, str]]] = mapped_column(JsonText, default=list)
+    cc: Mapped[list[dict[str, str]]] = mapped_column(JsonText, default=list)
+    envelope_from: Mapped[str] = mapped_column(String(320), default="")
+    envelope_to: Mapped[list[str]] = mapped_column(JsonText, default=list)
+    date: Mapped[int | None] = mapped_column(EpochMs)
+    received_at: Mapped[int] = mapped_column(EpochMs)
+    size: Mapped[int] = mapped_column(Integer)
+    snippet: Mapped[str] = mapped_column(String(400), default="")
+    attachment_count: Mapped[int] = mapped_column(Integer, default=0)
+    parse_errors: Mapped[list[str]] = mapped_column(JsonText, default=list)
+    is_read: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class MessageRecipient(Base):
+    """Every address a message was for (envelope, To and Cc), lower-cased: serves ``?to=``."""
+
+    __tablename__ = "message_recipients"
+    __table_args__ = (
+        Index("ix_recipients_org_address", "organization_id", "address", "message_id"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    organization_id: Mapped[int] = mapped_column(BigId)
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    organization_id: Mapped[int] = mapped_column(BigId, index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str | None] = mapped_column(String(1000))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    content_id: Mapped[str | None] = mapped_column(String(998))
+    inline: Mapped[bool] = mapped_column(Boolean, default=False)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_key: Mapped[str] = mapped_column(String(100))
+
+
+class Job(Base):
+    """A unit of work in the outbox queue (the embedded work-queue backend)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_claim", "queue", "status", "available_at"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    queue: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonText)
+    status: Mapped[str] = mapped_column(String(16), default="ready")  # ready | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    available_at: Mapped[int] = mapped_column(EpochMs)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(LongText)
+    created_at: Mapped[int] = mapped_column(EpochMs, default=now_ms)

@@ -1,0 +1,66 @@
+"""Shared fixtures: a real daemon on loopback ports with its own data directory."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from logmail.config import Settings, load_settings
+
+
+def make_settings(data_dir: Path, **overrides) -> Settings:
+    base = {
+        "data_dir": str(data_dir),
+        "smtp": {"port": 0},
+        "api": {"port": 0},
+        "ingest": {"workers": 0},
+        "queue": {"poll_interval": 0.02, "retry_base_delay": 0.05},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            base.setdefault(key, {}).update(value)
+        else:
+            base[key] = value
+    return load_settings(None, environ={}, overrides=base)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data")
+
+
+@pytest.fixture
+def daemon(settings):
+    from logmail.daemon.runner import Daemon
+
+    d = Daemon(settings).start_in_thread()
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def owner_token(daemon) -> str:
+    return (Path(daemon.settings.data_dir) / "owner.token").read_text().strip()
+
+
+@pytest.fixture
+def api(daemon, owner_token):
+    with httpx.Client(base_url=f"http://127.0.0.1:{daemon.api_port}",
+                      headers={"Authorization": f"Bearer {owner_token}"}, timeout=30) as client:
+        yield client
+
+
+def wait_for_messages(api: httpx.Client, count: int, timeout: float = 20, **params) -> list[dict]:
+    """Poll the API until ``count`` messages are listed (ingest is asynchronous by design)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = api.get("/messages", params={"limit": 1000, **params})
+        assert resp.status_code == 200, resp.text
+        messages = resp.json()["messages"]
+        if len(messages) >= count or time.monotonic() > deadline:
+            assert len(messages) >= count, f"only {len(messages)} of {count} messages arrived"
+            return messages
+        time.sleep(0.05)
