@@ -16,7 +16,7 @@ _names = itertools.count(1)
 
 def create_app(services) -> Sanic:
     settings = services.settings
-    config = Config()
+    config = Config(env_prefix="LOGMAIL_SANIC_")
     config.REQUEST_MAX_SIZE = settings.api.max_body_size
     config.REQUEST_TIMEOUT = settings.api.request_timeout
     config.RESPONSE_TIMEOUT = settings.api.request_timeout
@@ -26,7 +26,7 @@ def create_app(services) -> Sanic:
     config.FALLBACK_ERROR_FORMAT = "json"
     config.TOUCHUP = False
     config.AUTO_RELOAD = False
-    app = Sanic(f"logmail-{next(_names)}", config=config, configure_logging=False, env_prefix="LOGMAIL_SANIC_")
+    app = Sanic(f"logmail-{next(_names)}", config=config, configure_logging=False)
     app.ctx.services = services
     install_error_handlers(app)
     install_auth(app)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import threading
@@ -195,7 +196,17 @@ def run_worker_process(settings: Settings) -> None:
                               poll_interval=settings.queue.poll_interval)
     signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    threading.Thread(target=_stop_when_orphaned, args=(consumer,), daemon=True).start()
     try:
         consumer.run()
     finally:
         services.close()
+
+
+def _stop_when_orphaned(consumer: IngestConsumer) -> None:
+    """A parent killed with SIGKILL cannot stop us; notice it and stop (unfinished jobs are re-leased)."""
+    parent = os.getppid()
+    while not consumer.stopping.wait(1.0):
+        if os.getppid() != parent:
+            log.warning("the daemon has gone away; ingest worker stopping")
+            consumer.stop()

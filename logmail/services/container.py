@@ -6,7 +6,10 @@ import logging
 from dataclasses import dataclass
 from functools import cached_property
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from logmail.config import Settings
+from logmail.errors import StorageUnavailableError
 from logmail.queue.base import WorkQueue, open_queue
 from logmail.services.accept import DurableAcceptor
 from logmail.services.bootstrap import BootstrapResult, bootstrap
@@ -53,7 +56,19 @@ class Services:
 
 
 def build_services(settings: Settings, *, migrate: bool = True) -> Services:
-    """Open the engines named by the settings, bring the schema up to date and run first-start setup."""
+    """Open the engines named by the settings, bring the schema up to date and run first-start setup.
+
+    Raises StorageUnavailableError when a store cannot be reached or opened (retry later), and
+    ConfigError when the settings themselves are wrong.
+    """
+    try:
+        return _build(settings, migrate)
+    except (OSError, SQLAlchemyError) as exc:
+        reason = getattr(exc, "orig", None) or exc
+        raise StorageUnavailableError(f"cannot open logmail's storage: {reason}") from exc
+
+
+def _build(settings: Settings, migrate: bool) -> Services:
     settings.data_path.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url, synchronous=settings.database.sqlite_synchronous,
                   pool_size=settings.database.pool_size, pool_recycle=settings.database.pool_recycle)

@@ -12,6 +12,16 @@ from logmail.config import SmtpSettings
 from logmail.errors import ConfigError
 
 
+# RFC 5321 caps lines at 1,000 octets, but applications under test often send longer ones (HTML
+# from templating engines). A capture tool that refused them would hide the very mail a developer
+# wants to see, so lines up to 1 MiB are accepted.
+MAX_LINE_LENGTH = 1024 * 1024
+
+
+class CaptureSMTP(SMTP):
+    line_length_limit = MAX_LINE_LENGTH
+
+
 class _StaticAuthenticator:
     """Checks AUTH PLAIN/LOGIN against the one configured username and password."""
 
@@ -59,8 +69,11 @@ def protocol_factory(settings: SmtpSettings, handler, *, lmtp: bool = False):
     if lmtp:
         from aiosmtpd.lmtp import LMTP
 
-        return lambda: LMTP(handler, **kwargs)
-    return lambda: SMTP(handler, **kwargs)
+        class CaptureLMTP(LMTP):
+            line_length_limit = MAX_LINE_LENGTH
+
+        return lambda: CaptureLMTP(handler, **kwargs)
+    return lambda: CaptureSMTP(handler, **kwargs)
 
 
 async def start_smtp(settings: SmtpSettings, handler, *, host: str | None = None, port: int | None = None) -> asyncio.Server:

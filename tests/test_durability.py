@@ -1,0 +1,113 @@
+"""Accepted means durable: SIGKILL the daemon while mail streams in, restart, count."""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_daemon(cfg: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "logmail", "daemon", "--config", str(cfg)],
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the daemon exited during start-up"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError("the daemon did not become healthy")
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_sigkill_while_streaming_loses_and_doubles_nothing(tmp_path, workers):
+    smtp_port, api_port = free_port(), free_port()
+    cfg = tmp_path / "logmail.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "data"}"\nlog_level = "warning"\n[smtp]\nport = {smtp_port}\n'
+                   f'[api]\nport = {api_port}\n[ingest]\nworkers = {workers}\n'
+                   f'[queue]\nlease_seconds = 2\npoll_interval = 0.05\n')
+    log = tmp_path / "daemon.log"
+    proc = start_daemon(cfg, log)
+    wait_healthy(api_port, proc)
+
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def stream(worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            try:
+                with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+                    while not stop.is_set():
+                        subject = f"durable-{worker}-{n}"
+                        n += 1
+                        client.sendmail("a@example.com", ["b@example.com"],
+                                        f"Subject: {subject}\r\n\r\n{'payload ' * 200}\r\n".encode())
+                        with lock:  # sendmail returned: the server said 250
+                            acknowledged.append(subject)
+            except (OSError, smtplib.SMTPException):
+                return  # the daemon died under us: whatever was not acknowledged may be lost
+
+    threads = [threading.Thread(target=stream, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert len(acknowledged) > 50, "too little mail got through to make the test meaningful"
+
+    proc = start_daemon(cfg, log)
+    try:
+        wait_healthy(api_port, proc)
+        token = (tmp_path / "data" / "owner.token").read_text().strip()
+        client = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", headers={"Authorization": f"Bearer {token}"})
+        deadline = time.monotonic() + 60
+        while True:
+            total = client.get("/messages", params={"limit": 1}).json()["pagination"]["total"]
+            if total >= len(acknowledged) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        subjects = []
+        cursor = None
+        while True:
+            page = client.get("/messages", params={"limit": 1000, **({"cursor": cursor} if cursor else {})}).json()
+            subjects += [m["subject"] for m in page["messages"]]
+            cursor = page["pagination"]["nextCursor"]
+            if not cursor:
+                break
+        missing = set(acknowledged) - set(subjects)
+        assert not missing, f"{len(missing)} acknowledged message(s) lost, e.g. {sorted(missing)[:5]}"
+        assert len(subjects) == len(set(subjects)), "a message was stored twice"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, log.read_text()[-3000:]
