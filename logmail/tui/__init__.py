@@ -1,0 +1,1 @@
+"""The Textual operator console; it speaks to logmail only through the public REST API."""
