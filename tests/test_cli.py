@@ -140,3 +140,24 @@ def test_console_script_runs(tmp_path):
     result = subprocess.run([sys.executable, "-m", "logmail", "config", "show", "--json"], capture_output=True,
                             text=True, timeout=60, env={**os.environ, "LOGMAIL_API__PORT": "9999"})
     assert json.loads(result.stdout)["settings"]["api"]["port"] == 9999
+
+
+def test_queue_status_dead_letters_and_replay(config):
+    from logmail.config import load_settings
+    from logmail.services.container import build_services
+
+    services = build_services(load_settings(config, environ={}))
+    services.queue.publish_many("ingest", [{"ingestId": "x", "rawKey": "raw/x"}])
+    (job,) = services.queue.claim("ingest", 1)
+    services.queue.max_attempts = 1
+    assert services.queue.fail(job, "Traceback...\nNotFoundError: content raw/x not found") is True
+    services.close()
+
+    result = runner.invoke(app, ["queue", "status", "--config", str(config), "--json"])
+    assert json.loads(result.output) == {"queue": "ingest", "ready": 0, "dead": 1}
+    result = runner.invoke(app, ["queue", "dead", "--config", str(config)])
+    assert "NotFoundError: content raw/x not found" in result.output
+    result = runner.invoke(app, ["queue", "replay", "--config", str(config)])
+    assert result.output.strip() == "replayed 1 job(s)"
+    result = runner.invoke(app, ["queue", "status", "--config", str(config), "--json"])
+    assert json.loads(result.output) == {"queue": "ingest", "ready": 1, "dead": 0}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from logmail import __version__
-from logmail.cli import config_cmd, daemon_cmd, ingest_cmd, send_cmd
+from logmail.cli import config_cmd, daemon_cmd, ingest_cmd, queue_cmd, send_cmd
 
 app = typer.Typer(
     name="logmail",
@@ -18,6 +18,7 @@ app.command("daemon")(daemon_cmd.daemon)
 app.command("ingest")(ingest_cmd.ingest)
 app.command("send")(send_cmd.send)
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(queue_cmd.app, name="queue")
 
 
 def _version(value: bool) -> None:
