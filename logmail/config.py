@@ -80,7 +80,7 @@ class DatabaseSettings:
 class ContentSettings:
     url: str = setting("", "Where raw messages, bodies and attachments live. Empty: compressed blobs in "
                            "`content.db` inside data_dir. Production: mongodb://host/db")
-    compression_level: int = setting(3, "zlib level (0-9) for stored content; 0 stores uncompressed.")
+    compression_level: int = setting(3, "zstd level (1-19) for stored content; 0 stores it uncompressed.")
 
 
 @dataclass
@@ -247,6 +247,13 @@ def load_settings(path: str | os.PathLike | None = None, *, environ: dict[str, s
     _apply(settings, env_overrides(os.environ if environ is None else environ), "")
     if overrides:
         _apply(settings, overrides, "")
+    return settings
+
+
+def settings_from_dict(data: dict[str, Any]) -> Settings:
+    """Settings from plain data alone (defaults underneath), as ``as_dict`` produced it."""
+    settings = Settings()
+    _apply(settings, data, "")
     return settings
 
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
-import os
 import signal
 import socket
+import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from logmail.config import Settings
+from logmail.daemon import worker
 from logmail.daemon.ingest_consumer import IngestConsumer
 from logmail.errors import ConfigError
 from logmail.services.container import Services, build_services
@@ -41,7 +41,10 @@ def parse_roles(text: str | None) -> tuple[str, ...]:
 def bind(host: str, port: int) -> socket.socket:
     """Bind a listening socket ourselves, so port 0 works and errors are clear."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio turns on TCP_NODELAY for accepted connections only when the
+    # listening socket says TCP. Without it, Nagle holds pipelined SMTP replies for a delayed ACK
+    # (about 40 ms a transaction).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -64,9 +67,9 @@ class Daemon:
     _stop: asyncio.Event | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
     _error: BaseException | None = None
-    _consumers: list[IngestConsumer] = field(default_factory=list)
+    _consumers: list[tuple[IngestConsumer, threading.Thread]] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
-    _workers: list[multiprocessing.Process] = field(default_factory=list)
+    _workers: list[subprocess.Popen] = field(default_factory=list)
     on_ready: Callable[["Daemon"], None] | None = None
 
     # -- running ---------------------------------------------------------------------------------
@@ -152,16 +155,12 @@ class Daemon:
         if s.ingest.workers <= 0:
             consumer = IngestConsumer(self.services.queue, self.services.ingest, batch_size=s.queue.batch_size,
                                       poll_interval=s.queue.poll_interval)
-            self._consumers.append(consumer)
             thread = threading.Thread(target=consumer.run, name="logmail-ingest", daemon=True)
             thread.start()
-            self._consumer_threads = [thread]
+            self._consumers.append((consumer, thread))
             return
-        ctx = multiprocessing.get_context("spawn")
         for n in range(s.ingest.workers):
-            proc = ctx.Process(target=run_worker_process, args=(s,), name=f"logmail-ingest-{n + 1}", daemon=True)
-            proc.start()
-            self._workers.append(proc)
+            self._workers.append(worker.spawn(s, f"ingest-{n + 1}"))
         log.info("started %d ingest worker process(es)", len(self._workers))
 
     async def _shutdown(self) -> None:
@@ -174,39 +173,17 @@ class Daemon:
             self._sanic.close()
             await self._sanic.wait_closed()
             await self._sanic.after_stop()
-        for consumer in self._consumers:
+        for consumer, _ in self._consumers:
             consumer.stop()
-        for thread in getattr(self, "_consumer_threads", []):
+        for _, thread in self._consumers:
             await asyncio.to_thread(thread.join, 30)
         for proc in self._workers:
             proc.terminate()
         for proc in self._workers:
-            await asyncio.to_thread(proc.join, 30)
+            try:
+                await asyncio.to_thread(proc.wait, 30)
+            except subprocess.TimeoutExpired:
+                log.warning("ingest worker %d did not stop; killing it", proc.pid)
+                proc.kill()
         if self.services is not None:
             await asyncio.to_thread(self.services.close)
-
-
-def run_worker_process(settings: Settings) -> None:
-    """Entry point of an ingest worker process: consume until told to stop."""
-    from logmail.logs import configure_logging
-
-    configure_logging(settings.log_level)
-    services = build_services(settings, migrate=False)
-    consumer = IngestConsumer(services.queue, services.ingest, batch_size=settings.queue.batch_size,
-                              poll_interval=settings.queue.poll_interval)
-    signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
-    threading.Thread(target=_stop_when_orphaned, args=(consumer,), daemon=True).start()
-    try:
-        consumer.run()
-    finally:
-        services.close()
-
-
-def _stop_when_orphaned(consumer: IngestConsumer) -> None:
-    """A parent killed with SIGKILL cannot stop us; notice it and stop (unfinished jobs are re-leased)."""
-    parent = os.getppid()
-    while not consumer.stopping.wait(1.0):
-        if os.getppid() != parent:
-            log.warning("the daemon has gone away; ingest worker stopping")
-            consumer.stop()

@@ -40,7 +40,8 @@ class Envelope:
 class _Pending:
     raw: bytes
     envelope: Envelope
-    done: Any  # callable(result: str | None, error: BaseException | None)
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
 
 
 class DurableAcceptor:
@@ -80,12 +81,8 @@ class DurableAcceptor:
     async def accept(self, raw: bytes, envelope: Envelope) -> str:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
-
-        def done(result: str | None, error: BaseException | None) -> None:
-            loop.call_soon_threadsafe(_settle, future, result, error)
-
         self._ensure_writer()
-        self._pending.put(_Pending(raw, envelope, done))
+        self._pending.put(_Pending(raw, envelope, loop, future))
         return await future
 
     def _ensure_writer(self) -> None:
@@ -118,14 +115,20 @@ class DurableAcceptor:
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
-            ids = self.accept_many([(p.raw, p.envelope) for p in batch])
+            ids: list[str | None] = list(self.accept_many([(p.raw, p.envelope) for p in batch]))
+            error: BaseException | None = None
         except BaseException as exc:  # every waiter must hear about it, whatever it is
             log.error("could not accept %d message(s): %s", len(batch), exc)
-            for p in batch:
-                p.done(None, exc)
-            return
+            ids, error = [None] * len(batch), exc
+        # One wake-up of each event loop per commit, not one per message.
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
         for p, ingest_id in zip(batch, ids):
-            p.done(ingest_id, None)
+            by_loop.setdefault(p.loop, []).append((p.future, ingest_id, error))
+        for loop, settlements in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, settlements)
+            except RuntimeError:  # that loop has closed: nobody is waiting any more
+                pass
 
     def close(self) -> None:
         """Finish what is pending, then stop the writer."""
@@ -135,13 +138,14 @@ class DurableAcceptor:
             self._thread = None
 
 
-def _settle(future: asyncio.Future, result: str | None, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _settle_all(settlements: list[tuple[asyncio.Future, str | None, BaseException | None]]) -> None:
+    for future, result, error in settlements:
+        if future.done():  # the client went away while we were committing
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 def _job_payload(ingest_id: str, raw: bytes, env: Envelope, now: int) -> dict[str, Any]:

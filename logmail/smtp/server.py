@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 import ssl
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
@@ -18,8 +19,30 @@ from logmail.errors import ConfigError
 MAX_LINE_LENGTH = 1024 * 1024
 
 
-class CaptureSMTP(SMTP):
+# The everyday <local@domain> path, which needs no RFC 5322 machinery to take apart.
+_SIMPLE_PATH = re.compile(
+    r"<([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)>\s*(.*)\Z",
+    re.S,
+)
+
+
+class _FastPaths:
+    """aiosmtpd parses every MAIL/RCPT path with the email package's header parser and defines a
+    class on each call (about 50 µs a command, a tenth of the listener's time under load); simple
+    paths take a regular expression instead, and everything else still goes the thorough way."""
+
     line_length_limit = MAX_LINE_LENGTH
+
+    def _getaddr(self, arg):
+        m = _SIMPLE_PATH.match(arg.lstrip()) if arg else None
+        if m is not None and not (self.local_part_limit and len(m.group(1).rpartition("@")[0]) > self.local_part_limit):
+            return m.group(1), m.group(2)
+        return super()._getaddr(arg)
+
+
+class CaptureSMTP(_FastPaths, SMTP):
+    pass
 
 
 class _StaticAuthenticator:
@@ -69,8 +92,8 @@ def protocol_factory(settings: SmtpSettings, handler, *, lmtp: bool = False):
     if lmtp:
         from aiosmtpd.lmtp import LMTP
 
-        class CaptureLMTP(LMTP):
-            line_length_limit = MAX_LINE_LENGTH
+        class CaptureLMTP(_FastPaths, LMTP):
+            pass
 
         return lambda: CaptureLMTP(handler, **kwargs)
     return lambda: CaptureSMTP(handler, **kwargs)

@@ -1,0 +1,63 @@
+"""Ingest worker processes.
+
+The daemon starts each worker as ``python -m logmail.daemon.worker`` and writes the settings to
+its stdin as one JSON line, then keeps the pipe open. The worker stops on SIGTERM, or when the
+pipe closes because the daemon has gone away (even by SIGKILL): its unfinished jobs are simply
+leased to someone else later. A plain subprocess, not multiprocessing: no resource-tracker
+process, and nothing of the daemon's memory is inherited.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import logging
+import signal
+import subprocess
+import sys
+import threading
+
+from logmail.config import Settings, as_dict, settings_from_dict
+
+log = logging.getLogger("logmail.worker")
+
+NICENESS = 10
+
+
+def spawn(settings: Settings, name: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "logmail.daemon.worker", name], stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(as_dict(settings, reveal_secrets=True)).encode() + b"\n")
+    proc.stdin.flush()
+    return proc
+
+
+def main() -> None:
+    from logmail.daemon.ingest_consumer import IngestConsumer
+    from logmail.logs import configure_logging
+    from logmail.services.container import build_services
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the daemon decides
+    # Taking mail in is more urgent than filing it: under a burst the listener gets the CPU and
+    # the queue absorbs the difference, which the worker drains as soon as there is room.
+    os.nice(NICENESS)
+    settings = settings_from_dict(json.loads(sys.stdin.buffer.readline()))
+    configure_logging(settings.log_level)
+    services = build_services(settings, migrate=False)
+    consumer = IngestConsumer(services.queue, services.ingest, batch_size=settings.queue.batch_size,
+                              poll_interval=settings.queue.poll_interval)
+    signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
+
+    def watch_parent() -> None:
+        sys.stdin.buffer.read()  # returns at EOF: the daemon closed the pipe or died
+        consumer.stop()
+
+    threading.Thread(target=watch_parent, daemon=True).start()
+    try:
+        consumer.run()
+    finally:
+        services.close()
+
+
+if __name__ == "__main__":
+    main()
