@@ -81,6 +81,8 @@ class ContentSettings:
     url: str = setting("", "Where raw messages, bodies and attachments live. Empty: compressed blobs in "
                            "`content.db` inside data_dir. Production: mongodb://host/db")
     compression_level: int = setting(3, "zstd level (1-19) for stored content; 0 stores it uncompressed.")
+    gridfs_threshold: int = setting(8 * MiB, "MongoDB only: blobs larger than this (after compression) go to "
+                                             "GridFS instead of a document (documents are capped at 16 MB).")
 
 
 @dataclass
@@ -92,6 +94,18 @@ class QueueSettings:
     max_attempts: int = setting(5, "Failed attempts before a job is dead-lettered.")
     retry_base_delay: float = setting(2.0, "Seconds before the first retry of a failed job; doubles per attempt.")
     poll_interval: float = setting(0.2, "Seconds an idle consumer waits before it looks for work again.")
+    prefix: str = setting("logmail", "RabbitMQ only: prefix of queue and exchange names, so several "
+                                     "installations can share a vhost.")
+    prefetch: int = setting(200, "RabbitMQ only: unacknowledged messages a consumer may hold.")
+
+
+@dataclass
+class CacheSettings:
+    url: str = setting("", "Shared cache for rate limits, counters, locks and cached decisions. Empty: "
+                           "in-process memory (one daemon). Production: redis://host:6379/0")
+    prefix: str = setting("logmail:", "Prefix of every key logmail writes, so installations can share a Redis.")
+    retry_interval: float = setting(5.0, "Seconds between attempts to reach Redis again after it failed; "
+                                         "meanwhile logmail falls back to memory and the database.")
 
 
 @dataclass
@@ -112,6 +126,7 @@ class Settings:
     database: DatabaseSettings = section(DatabaseSettings)
     content: ContentSettings = section(ContentSettings)
     queue: QueueSettings = section(QueueSettings)
+    cache: CacheSettings = section(CacheSettings)
     ingest: IngestSettings = section(IngestSettings)
 
     source: str = field(default="", metadata={"internal": True})
