@@ -1,14 +1,58 @@
-"""Shared fixtures: a real daemon on loopback ports with its own data directory."""
+"""Shared fixtures: a real daemon on loopback ports with its own data directory.
+
+``LOGMAIL_TEST_STACK=production`` runs the same tests on the production engines of this machine
+(MariaDB on 127.0.0.1:3306, ...): every test gets its own database, dropped at the end.
+"""
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
 from logmail.config import Settings, load_settings
+
+
+STACK = os.environ.get("LOGMAIL_TEST_STACK", "embedded")
+MARIADB_URL = os.environ.get("LOGMAIL_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306")
+_created_databases: list[str] = []
+
+
+def mariadb_database() -> str:
+    """A fresh MariaDB database for one test; dropped when the session ends."""
+    import pymysql
+
+    name = f"logmail_t_{uuid.uuid4().hex[:12]}"
+    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    finally:
+        conn.close()
+    _created_databases.append(name)
+    return f"{MARIADB_URL}/{name}?charset=utf8mb4"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not _created_databases:
+        return
+    import pymysql
+
+    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="")
+    try:
+        with conn.cursor() as cur:
+            for name in _created_databases:
+                cur.execute(f"DROP DATABASE IF EXISTS {name}")
+    finally:
+        conn.close()
+
+
+def production_overrides() -> dict:
+    return {"database": {"url": mariadb_database()}}
 
 
 def make_settings(data_dir: Path, **overrides) -> Settings:
@@ -19,6 +63,9 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
         "ingest": {"workers": 0},
         "queue": {"poll_interval": 0.02, "retry_base_delay": 0.05},
     }
+    if STACK == "production":
+        for key, value in production_overrides().items():
+            base.setdefault(key, {}).update(value)
     for key, value in overrides.items():
         if isinstance(value, dict):
             base.setdefault(key, {}).update(value)

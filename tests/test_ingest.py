@@ -34,12 +34,20 @@ def test_first_start_writes_owner_token_0600_and_stores_only_its_hash(services, 
     token = token_file.read_text().strip()
     assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
     assert token.startswith("lm_") and len(token) > 40
-    database = (settings.data_path / "logmail.db").read_bytes()
-    for suffix in ("", "-wal"):
-        path = settings.data_path / f"logmail.db{suffix}"
-        if path.exists():
-            assert token.encode() not in path.read_bytes()
-    assert database  # the database exists and holds the hash instead
+    from sqlalchemy import select
+
+    from logmail.services.tokens import hash_token
+    from logmail.store.models import ApiToken
+
+    with services.db.read() as session:
+        rows = session.execute(select(ApiToken)).scalars().all()
+    assert [r.token_hash for r in rows] == [hash_token(token)]
+    assert all(token not in str(vars(r)) for r in rows)  # only the hash (and a short prefix) is kept
+    if services.db.dialect == "sqlite":
+        for suffix in ("", "-wal"):
+            path = settings.data_path / f"logmail.db{suffix}"
+            if path.exists():
+                assert token.encode() not in path.read_bytes()
     assert services.tokens.authenticate(token) is not None
     assert services.tokens.authenticate(token + "x") is None
 

@@ -43,6 +43,9 @@ class Database:
         else:
             self.engine = create_engine(
                 self.url,
+                # Read committed: the outbox claim (SKIP LOCKED) and counters must not take
+                # repeatable-read gap locks that make concurrent daemons wait for each other.
+                isolation_level="READ COMMITTED",
                 pool_pre_ping=True,
                 pool_recycle=pool_recycle,
                 pool_size=pool_size,

@@ -40,9 +40,13 @@ class MessageFilter:
         if self.until is not None:
             conds.append(Message.received_at < self.until)
         if self.q:
-            expr = search.fts_query(self.q)
+            expr = search.fts_query(self.q, dialect)
             if expr is not None:
                 conds.append(Message.id.in_(search.matching_ids_clause(dialect).bindparams(fts=expr)))
+            elif search.terms(self.q):
+                # Only words the engine does not index (too short for InnoDB): look at subjects.
+                for value, _ in search.terms(self.q):
+                    conds.append(Message.subject.contains(value, autoescape=True))
         return conds
 
 

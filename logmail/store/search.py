@@ -1,7 +1,9 @@
 """The full-text index of messages, behind one interface for every SQL engine.
 
-On SQLite it is an FTS5 table whose rowid is ``messages.id``. Search only ever reads the index,
-never message bodies.
+SQLite: an FTS5 table whose rowid is ``messages.id``. MySQL/MariaDB: an InnoDB table with a
+FULLTEXT index, queried in boolean mode. Either way search reads only the index, never bodies, and
+user input is turned into a safe expression: every word must appear, quoted phrases are phrases,
+and the engines' own operators in the input are just text.
 """
 
 from __future__ import annotations
@@ -12,40 +14,73 @@ from sqlalchemy import Connection, text
 
 # What is indexed of a body; a search index is for finding mail, not for storing it.
 MAX_INDEXED_BODY = 64 * 1024
+# InnoDB does not index words shorter than innodb_ft_min_token_size (3 by default); a required
+# term it never indexed would match nothing, so such terms are left out of the MySQL query.
+MYSQL_MIN_TOKEN = 3
 
 _TOKEN = re.compile(r'"([^"]*)"|(\S+)')
+_MYSQL_WORD = re.compile(r"[\w]+", re.UNICODE)
 
 
 def index_rows(conn: Connection, rows: list[dict]) -> None:
     """Index messages: each row has ``id``, ``subject``, ``addresses`` and ``body``."""
     if not rows:
         return
+    rows = [{**r, "body": (r["body"] or "")[:MAX_INDEXED_BODY]} for r in rows]
     if conn.dialect.name == "sqlite":
         conn.execute(
             text("INSERT INTO message_search (rowid, subject, addresses, body) VALUES (:id, :subject, :addresses, :body)"),
-            [{**r, "body": (r["body"] or "")[:MAX_INDEXED_BODY]} for r in rows],
+            rows,
+        )
+    elif conn.dialect.name == "mysql":
+        conn.execute(
+            text("INSERT INTO message_search (message_id, subject, addresses, body) "
+                 "VALUES (:id, :subject, :addresses, :body)"),
+            rows,
         )
 
 
 def unindex(conn: Connection, ids: list[int]) -> None:
     if not ids:
         return
-    if conn.dialect.name == "sqlite":
-        conn.execute(text("DELETE FROM message_search WHERE rowid = :id"), [{"id": i} for i in ids])
+    column = "rowid" if conn.dialect.name == "sqlite" else "message_id"
+    conn.execute(text(f"DELETE FROM message_search WHERE {column} = :id"), [{"id": i} for i in ids])
 
 
-def fts_query(q: str) -> str | None:
-    """Turn user words into a safe FTS5 expression: every term must appear (quoted phrases kept)."""
-    terms = []
+def terms(q: str) -> list[tuple[str, bool]]:
+    """The user's terms as (text, is_phrase), with quotes removed."""
+    out = []
     for phrase, word in _TOKEN.findall(q):
-        term = (phrase or word).replace('"', " ").strip()
-        if term:
-            terms.append('"' + term + '"')
-    return " AND ".join(terms) if terms else None
+        value = (phrase or word).replace('"', " ").strip()
+        if value:
+            out.append((value, bool(phrase)))
+    return out
+
+
+def fts_query(q: str, dialect: str = "sqlite") -> str | None:
+    """A safe engine expression requiring every term, or None when nothing searchable remains."""
+    if dialect == "mysql":
+        return _mysql_query(q)
+    parts = ['"' + value + '"' for value, _ in terms(q)]
+    return " AND ".join(parts) if parts else None
+
+
+def _mysql_query(q: str) -> str | None:
+    parts = []
+    for value, _ in terms(q):
+        # Boolean-mode operators (+ - < > ( ) ~ * @) inside a word would change its meaning: keep
+        # only the word characters, as a required phrase (which InnoDB matches word by word).
+        words = [w for w in _MYSQL_WORD.findall(value) if len(w) >= MYSQL_MIN_TOKEN]
+        if words:
+            parts.append('+"' + " ".join(words) + '"')
+    return " ".join(parts) if parts else None
 
 
 def matching_ids_clause(dialect: str):
     """A SQL fragment selecting message ids that match ``:fts``."""
     if dialect == "sqlite":
         return text("SELECT rowid FROM message_search WHERE message_search MATCH :fts")
+    if dialect == "mysql":
+        return text("SELECT message_id FROM message_search "
+                    "WHERE MATCH (subject, addresses, body) AGAINST (:fts IN BOOLEAN MODE)")
     raise NotImplementedError(f"full-text search on {dialect}")  # pragma: no cover
