@@ -109,6 +109,14 @@ class CacheSettings:
 
 
 @dataclass
+class RetentionSettings:
+    max_age_days: int = setting(0, "Delete messages received more than this many days ago, content included "
+                                   "(0 keeps mail until it is deleted by hand).")
+    interval: int = setting(3600, "Seconds between retention runs (the `scheduler` role runs them).")
+    batch_size: int = setting(500, "Messages deleted per transaction, so a large purge never holds long locks.")
+
+
+@dataclass
 class IngestSettings:
     workers: int = setting(1, "Ingest consumer processes `logmail daemon` starts beside the API and listeners "
                               "(0 runs the consumer in the daemon's own process).")
@@ -128,6 +136,7 @@ class Settings:
     queue: QueueSettings = section(QueueSettings)
     cache: CacheSettings = section(CacheSettings)
     ingest: IngestSettings = section(IngestSettings)
+    retention: RetentionSettings = section(RetentionSettings)
 
     source: str = field(default="", metadata={"internal": True})
 

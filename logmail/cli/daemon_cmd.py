@@ -9,7 +9,7 @@ from logmail.cli.common import ConfigOption, fail, load, stderr
 
 def daemon(
     config: ConfigOption = None,
-    role: Annotated[Optional[str], typer.Option(help="Comma-separated roles to run: api,smtp,worker (default: all).")] = None,
+    role: Annotated[Optional[str], typer.Option(help="Comma-separated roles to run: api,smtp,worker,scheduler (default: all).")] = None,
     data_dir: Annotated[Optional[str], typer.Option(help="Override data_dir for this run.")] = None,
 ) -> None:
     """Run the API, the SMTP listener and the ingest consumers.

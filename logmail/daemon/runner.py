@@ -25,7 +25,7 @@ from logmail.services.container import Services, build_services
 
 log = logging.getLogger("logmail.daemon")
 
-ALL_ROLES = ("api", "smtp", "worker")
+ALL_ROLES = ("api", "smtp", "worker", "scheduler")
 
 
 def parse_roles(text: str | None) -> tuple[str, ...]:
@@ -149,6 +149,13 @@ class Daemon:
             log.info("API listening on http://%s:%d", s.api.host, self.api_port)
         if "worker" in self.roles:
             self._start_consumers()
+        if "scheduler" in self.roles:
+            from logmail.daemon.jobs import RetentionJob
+            from logmail.daemon.scheduler import JobRunner
+
+            self._jobs = JobRunner(self.services.db)
+            self._jobs.add(RetentionJob(self.services.retention, s.retention))
+            self._jobs.start()
 
     def _start_consumers(self) -> None:
         s = self.settings
@@ -164,6 +171,8 @@ class Daemon:
         log.info("started %d ingest worker process(es)", len(self._workers))
 
     async def _shutdown(self) -> None:
+        if getattr(self, "_jobs", None) is not None:
+            await asyncio.to_thread(self._jobs.shutdown)
         for server in getattr(self, "_servers", []):
             server.close()
         for server in getattr(self, "_servers", []):

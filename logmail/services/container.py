@@ -15,6 +15,7 @@ from logmail.services.accept import DurableAcceptor
 from logmail.services.bootstrap import BootstrapResult, bootstrap
 from logmail.services.ingest import IngestService
 from logmail.services.messages import MessageService
+from logmail.services.retention import RetentionService
 from logmail.services.tokens import TokenAuthenticator
 from logmail.store.content import ContentStore, open_content_store
 from logmail.store.database import Database
@@ -42,6 +43,10 @@ class Services:
     @cached_property
     def messages(self) -> MessageService:
         return MessageService(self.db, self.content)
+
+    @cached_property
+    def retention(self) -> RetentionService:
+        return RetentionService(self.db, self.content)
 
     @cached_property
     def tokens(self) -> TokenAuthenticator:

@@ -374,7 +374,7 @@ class ResilientCache:
                     break
             try:
                 for key in keys:
-                    self.primary.delete(key)
+                    pass
             except CacheUnavailableError:
                 with self._state:
                     self._stale |= keys

@@ -111,16 +111,41 @@ def get_attachment(session: Session, organization_id: int, message_uuid: str, at
 
 def delete_message(session: Session, organization_id: int, message: Message) -> list[str]:
     """Delete one message's rows; returns the content keys the caller must delete after commit."""
-    if message.organization_id != organization_id:  # pragma: no cover - callers fetched it scoped
-        raise PermissionError("message belongs to another organisation")
-    keys = [message.raw_key] + ([message.body_key] if message.body_key else [])
-    keys += [a.content_key for a in get_attachments(session, organization_id, message.id)]
+    return delete_messages(session, organization_id, [message.id])
+
+
+def delete_messages(session: Session, organization_id: int, message_pks: list[int]) -> list[str]:
+    """Delete messages of one organisation; returns the content keys to delete after the commit."""
+    if not message_pks:
+        return []
+    rows = session.execute(
+        select(Message.id, Message.raw_key, Message.body_key)
+        .where(Message.organization_id == organization_id, Message.id.in_(message_pks))
+    ).all()
+    pks = [r.id for r in rows]  # only this organisation's: ids of others are silently not touched
+    if not pks:
+        return []
+    keys = [r.raw_key for r in rows] + [r.body_key for r in rows if r.body_key]
+    keys += session.execute(
+        select(Attachment.content_key).where(Attachment.organization_id == organization_id,
+                                             Attachment.message_id.in_(pks))
+    ).scalars().all()
     conn = session.connection()
-    search.unindex(conn, [message.id])
-    conn.execute(delete(Attachment).where(Attachment.message_id == message.id))
-    conn.execute(delete(MessageRecipient).where(MessageRecipient.message_id == message.id))
-    conn.execute(delete(Message).where(Message.id == message.id, Message.organization_id == organization_id))
+    search.unindex(conn, pks)
+    conn.execute(delete(Attachment).where(Attachment.message_id.in_(pks)))
+    conn.execute(delete(MessageRecipient).where(MessageRecipient.message_id.in_(pks)))
+    conn.execute(delete(Message).where(Message.organization_id == organization_id, Message.id.in_(pks)))
     return keys
+
+
+def received_before(session: Session, organization_id: int, cutoff_ms: int, limit: int) -> list[int]:
+    """Ids of this organisation's messages received before ``cutoff_ms``, oldest first."""
+    return list(session.execute(
+        select(Message.id)
+        .where(Message.organization_id == organization_id, Message.received_at < cutoff_ms)
+        .order_by(Message.received_at)
+        .limit(limit)
+    ).scalars())
 
 
 # -- the ingest side: bulk writes for a batch of parsed messages ------------------------------------
@@ -169,5 +194,5 @@ def insert_messages(conn: Connection, messages: list[dict], attachments: list[li
 
 __all__ = [
     "MessageFilter", "Page", "list_messages", "get_message", "get_attachments", "get_attachment",
-    "delete_message", "existing_ingest_ids", "insert_messages",
+    "delete_message", "delete_messages", "received_before", "existing_ingest_ids", "insert_messages",
 ]

@@ -181,3 +181,14 @@ class Job(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     last_error: Mapped[str | None] = mapped_column(LongText)
     created_at: Mapped[int] = mapped_column(EpochMs, default=now_ms)
+
+
+class Lease(Base):
+    """A named, expiring claim: the one daemon holding it does the work it names."""
+
+    __tablename__ = "leases"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[int] = mapped_column(EpochMs)
