@@ -111,3 +111,15 @@ def wait_for_messages(api: httpx.Client, count: int, timeout: float = 20, **para
             assert len(messages) >= count, f"only {len(messages)} of {count} messages arrived"
             return messages
         time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def _logging_reaches_caplog():
+    """Commands configure logmail's logging for a terminal; tests want records in caplog."""
+    import logging
+
+    logger = logging.getLogger("logmail")
+    yield
+    logger.handlers[:] = []
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
