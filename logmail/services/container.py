@@ -19,7 +19,6 @@ from logmail.services.retention import RetentionService
 from logmail.services.tokens import TokenAuthenticator
 from logmail.store.content import ContentStore, open_content_store
 from logmail.store.database import Database
-from logmail.store.migrate import upgrade
 
 log = logging.getLogger("logmail")
 
@@ -78,6 +77,8 @@ def _build(settings: Settings, migrate: bool) -> Services:
     db = Database(settings.database_url, synchronous=settings.database.sqlite_synchronous,
                   pool_size=settings.database.pool_size, pool_recycle=settings.database.pool_recycle)
     if migrate:
+        from logmail.store.migrate import upgrade  # Alembic costs ~10 MB: only those who migrate load it
+
         upgrade(db)
     content = open_content_store(settings.content_url, compression_level=settings.content.compression_level,
                                  synchronous=settings.database.sqlite_synchronous)

@@ -374,7 +374,7 @@ class ResilientCache:
                     break
             try:
                 for key in keys:
-                    pass
+                    self.primary.delete(key)
             except CacheUnavailableError:
                 with self._state:
                     self._stale |= keys
@@ -401,7 +401,7 @@ class ResilientCache:
             self._degraded = True
             self._since = now
         log.warning("%s; carrying on with per-process memory (rate limits and locks now apply per process) "
-                    "and trying again every %g s", exc, self.retry_interval)
+                    "and trying again every %g s", str(exc).rstrip("."), self.retry_interval)
 
 
 def open_cache(url: str, *, prefix: str = "logmail:", retry_interval: float = 5.0) -> Cache:

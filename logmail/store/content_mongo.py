@@ -67,8 +67,11 @@ class MongoContentStore:
             raise ConfigError(f"content.gridfs_threshold must be between 1 and {MAX_GRIDFS_THRESHOLD} bytes")
         self.level = compression_level
         self.gridfs_threshold = gridfs_threshold
-        self.display_url = redact_url(url)
-        url_options = {k.lower() for k, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
+        try:
+            self.display_url = redact_url(url)
+            url_options = {k.lower() for k, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
+        except ValueError as exc:
+            raise ConfigError("content.url is not a valid URL") from exc
         options = {k: v for k, v in _CLIENT_DEFAULTS.items() if k.lower() not in url_options}
         try:
             # connect=False: no network (not even SRV resolution) at construction, so the daemon

@@ -112,7 +112,7 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         cur.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA cache_size=-4000")  # 4 MB per connection; the OS page cache does the rest
+        cur.execute("PRAGMA cache_size=-2000")  # 2 MB per connection; the OS page cache does the rest
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -22,6 +22,9 @@ class MessageFilter:
     until: int | None = None
     q: str | None = None
 
+    def only_text(self) -> bool:
+        return not (self.to or self.from_ or self.since is not None or self.until is not None)
+
     def conditions(self, organization_id: int, dialect: str) -> list:
         conds = [Message.organization_id == organization_id]
         if self.from_:
@@ -42,7 +45,7 @@ class MessageFilter:
         if self.q:
             expr = search.fts_query(self.q, dialect)
             if expr is not None:
-                conds.append(Message.id.in_(search.matching_ids_clause(dialect).bindparams(fts=expr)))
+                conds.append(Message.id.in_(search.matching_ids_clause(dialect, organization_id, expr)))
             elif search.terms(self.q):
                 # Only words the engine does not index (too short for InnoDB): look at subjects.
                 for value, _ in search.terms(self.q):
@@ -69,13 +72,34 @@ LIST_COLUMNS = (
 def list_messages(session: Session, organization_id: int, flt: MessageFilter, *, limit: int, offset: int = 0,
                   before_id: int | None = None) -> Page:
     """Newest stored first. ``before_id`` is the keyset cursor: stable while mail keeps arriving."""
-    conds = flt.conditions(organization_id, session.bind.dialect.name)
+    dialect = session.bind.dialect.name
+    expr = search.fts_query(flt.q, dialect) if flt.q else None
+    if expr is not None and flt.only_text():
+        return _search_page(session, organization_id, expr, limit=limit, offset=offset, before_id=before_id)
+    conds = flt.conditions(organization_id, dialect)
     total = session.execute(select(func.count()).select_from(Message).where(*conds)).scalar_one()
     stmt = select(*LIST_COLUMNS).where(*conds)
     if before_id is not None:
         stmt = stmt.where(Message.id < before_id)
     rows = session.execute(stmt.order_by(Message.id.desc()).offset(offset).limit(limit + 1)).all()
     more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows=rows, total=total, next_cursor=rows[-1].id if more and rows else None)
+
+
+def _search_page(session: Session, organization_id: int, expr: str, *, limit: int, offset: int,
+                 before_id: int | None) -> Page:
+    """A text-only search, answered by the index for both the page and the total."""
+    conn = session.connection()
+    total = search.count(conn, organization_id, expr)
+    ids = search.page_ids(conn, organization_id, expr, before_id=before_id, offset=offset, limit=limit + 1)
+    rows = []
+    if ids:
+        rows = session.execute(
+            select(*LIST_COLUMNS).where(Message.organization_id == organization_id, Message.id.in_(ids))
+            .order_by(Message.id.desc())
+        ).all()
+    more = len(ids) > limit
     rows = rows[:limit]
     return Page(rows=rows, total=total, next_cursor=rows[-1].id if more and rows else None)
 
@@ -183,7 +207,7 @@ def insert_messages(conn: Connection, messages: list[dict], attachments: list[li
     for pk, msg, atts, rcpts, srow in zip(message_ids, messages, attachments, recipients, search_rows):
         att_rows.extend({**a, "message_id": pk} for a in atts)
         rcpt_rows.extend({"message_id": pk, "address": r, "organization_id": msg["organization_id"]} for r in rcpts)
-        index_rows.append({**srow, "id": pk})
+        index_rows.append({**srow, "id": pk, "organization_id": msg["organization_id"]})
     if att_rows:
         conn.execute(insert(Attachment), att_rows)
     if rcpt_rows:

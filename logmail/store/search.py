@@ -1,9 +1,10 @@
 """The full-text index of messages, behind one interface for every SQL engine.
 
-SQLite: an FTS5 table whose rowid is ``messages.id``. MySQL/MariaDB: an InnoDB table with a
-FULLTEXT index, queried in boolean mode. Either way search reads only the index, never bodies, and
-user input is turned into a safe expression: every word must appear, quoted phrases are phrases,
-and the engines' own operators in the input are just text.
+SQLite: an FTS5 table whose rowid is ``messages.id``, with the organisation as a token of its own
+(``o<id>``) so that a tenant's search and count are answered by the index alone. MySQL/MariaDB: an
+InnoDB table with a FULLTEXT index, queried in boolean mode. Either way search reads only the
+index, never bodies, and user input is turned into a safe expression: every word must appear,
+quoted phrases are phrases, and the engines' own operators in the input are just text.
 """
 
 from __future__ import annotations
@@ -23,19 +24,20 @@ _MYSQL_WORD = re.compile(r"[\w]+", re.UNICODE)
 
 
 def index_rows(conn: Connection, rows: list[dict]) -> None:
-    """Index messages: each row has ``id``, ``subject``, ``addresses`` and ``body``."""
+    """Index messages: each row has ``id``, ``organization_id``, ``subject``, ``addresses``, ``body``."""
     if not rows:
         return
-    rows = [{**r, "body": (r["body"] or "")[:MAX_INDEXED_BODY]} for r in rows]
+    rows = [{**r, "org": f"o{r['organization_id']}", "body": (r["body"] or "")[:MAX_INDEXED_BODY]} for r in rows]
     if conn.dialect.name == "sqlite":
         conn.execute(
-            text("INSERT INTO message_search (rowid, subject, addresses, body) VALUES (:id, :subject, :addresses, :body)"),
+            text("INSERT INTO message_search (rowid, org, subject, addresses, body) "
+                 "VALUES (:id, :org, :subject, :addresses, :body)"),
             rows,
         )
     elif conn.dialect.name == "mysql":
         conn.execute(
-            text("INSERT INTO message_search (message_id, subject, addresses, body) "
-                 "VALUES (:id, :subject, :addresses, :body)"),
+            text("INSERT INTO message_search (message_id, organization_id, subject, addresses, body) "
+                 "VALUES (:id, :organization_id, :subject, :addresses, :body)"),
             rows,
         )
 
@@ -76,11 +78,41 @@ def _mysql_query(q: str) -> str | None:
     return " ".join(parts) if parts else None
 
 
-def matching_ids_clause(dialect: str):
-    """A SQL fragment selecting message ids that match ``:fts``."""
+def _where(dialect: str) -> str:
     if dialect == "sqlite":
-        return text("SELECT rowid FROM message_search WHERE message_search MATCH :fts")
+        return "message_search MATCH ('org:' || :org_token || ' AND (' || :fts || ')')"
     if dialect == "mysql":
-        return text("SELECT message_id FROM message_search "
-                    "WHERE MATCH (subject, addresses, body) AGAINST (:fts IN BOOLEAN MODE)")
+        return "organization_id = :org AND MATCH (subject, addresses, body) AGAINST (:fts IN BOOLEAN MODE)"
     raise NotImplementedError(f"full-text search on {dialect}")  # pragma: no cover
+
+
+def _params(dialect: str, organization_id: int, expr: str) -> dict:
+    if dialect == "sqlite":
+        return {"org_token": f"o{organization_id}", "fts": expr}
+    return {"org": organization_id, "fts": expr}
+
+
+def matching_ids_clause(dialect: str, organization_id: int, expr: str):
+    """A SQL fragment selecting the ids of this organisation's messages that match ``expr``."""
+    id_column = "rowid" if dialect == "sqlite" else "message_id"
+    return text(f"SELECT {id_column} FROM message_search WHERE {_where(dialect)}").bindparams(
+        **_params(dialect, organization_id, expr))
+
+
+def count(conn: Connection, organization_id: int, expr: str) -> int:
+    dialect = conn.dialect.name
+    params = _params(dialect, organization_id, expr)
+    return conn.execute(text(f"SELECT count(*) FROM message_search WHERE {_where(dialect)}"), params).scalar_one()
+
+
+def page_ids(conn: Connection, organization_id: int, expr: str, *, before_id: int | None, offset: int,
+             limit: int) -> list[int]:
+    """Newest matching ids first, straight from the index (it keeps them in id order)."""
+    dialect = conn.dialect.name
+    id_column = "rowid" if dialect == "sqlite" else "message_id"
+    params = {**_params(dialect, organization_id, expr), "before": before_id, "limit": limit, "offset": offset}
+    sql = f"SELECT {id_column} FROM message_search WHERE {_where(dialect)}"
+    if before_id is not None:
+        sql += f" AND {id_column} < :before"
+    sql += f" ORDER BY {id_column} DESC LIMIT :limit OFFSET :offset"
+    return list(conn.execute(text(sql), params).scalars())
