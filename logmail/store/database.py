@@ -46,6 +46,8 @@ class Database:
                 # Read committed: the outbox claim (SKIP LOCKED) and counters must not take
                 # repeatable-read gap locks that make concurrent daemons wait for each other.
                 isolation_level="READ COMMITTED",
+                # Fail fast when the server is away: requests answer 503 instead of hanging.
+                connect_args={"connect_timeout": 3},
                 pool_pre_ping=True,
                 pool_recycle=pool_recycle,
                 pool_size=pool_size,
