@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from logmail.errors import ConfigError, TemporaryError
 
 if TYPE_CHECKING:
-    from logmail.store.cache_redis import RedisCache
+    from logmail.store.cache_redis import RedisCache, ResilientCache
 
 log = logging.getLogger("logmail.cache")
 
@@ -240,170 +240,6 @@ class MemoryCache:
                         "for those keys restart from zero", evicted, self.max_entries)
 
 
-class ResilientCache:
-    """A shared cache (``primary``, normally :class:`RedisCache`) that falls back to memory while it is down.
-
-    On :class:`CacheUnavailableError` the call is served from ``fallback`` and the cache becomes
-    ``degraded``: one warning is logged for the whole outage, and the primary is tried again at most
-    every ``retry_interval`` seconds, by one caller while the others keep using memory. When it answers,
-    one info message is logged and the primary is used again.
-
-    While degraded, locks only exclude within this process (callers that must never double-run also
-    hold a database lease), rate limits are per process, and counters count from zero in memory.
-    Two things carry over on recovery: keys set or deleted during the outage are deleted from the
-    primary, so a value cached before the outage cannot come back stale (an invalidation must not be
-    lost); and a lock granted from memory keeps excluding other owners in this process until it expires
-    or is released.
-    """
-
-    # Enough for any realistic outage; beyond it a stale value may be served until its TTL.
-    MAX_PENDING_INVALIDATIONS = 10_000
-
-    def __init__(self, primary: Cache, fallback: MemoryCache | None = None, *, retry_interval: float = 5.0) -> None:
-        if retry_interval < 0:
-            raise ValueError("retry_interval must not be negative")
-        self.primary = primary
-        self.fallback = fallback if fallback is not None else MemoryCache()
-        self.retry_interval = retry_interval
-        self._state = threading.Lock()
-        self._degraded = False
-        self._since = 0.0          # when the outage began
-        self._next_probe = 0.0
-        self._stale: set[str] = set()
-        self._stale_overflow = False
-
-    def __repr__(self) -> str:
-        return f"ResilientCache({self.primary!r}, degraded={self._degraded})"
-
-    @property
-    def degraded(self) -> bool:
-        """True while calls are served from the per-process fallback."""
-        return self._degraded
-
-    def get(self, key: str) -> bytes | None:
-        return self._run("get", key)
-
-    def set(self, key: str, value: bytes, ttl: float) -> None:
-        self._run("set", key, value, ttl, stale_key=key)
-
-    def delete(self, key: str) -> None:
-        self._run("delete", key, stale_key=key)
-
-    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
-        return self._run("incr", key, amount, ttl)
-
-    def hit(self, key: str, limit: int, window: float) -> RateLimitResult:
-        return self._run("hit", key, limit, window)
-
-    def acquire(self, name: str, owner: str, ttl: float) -> bool:
-        if self._primary_usable():
-            holder = self.fallback.lock_owner(name)
-            if holder is not None and holder != owner:
-                return False   # granted from memory during the outage and not yet expired
-            try:
-                return self.primary.acquire(name, owner, ttl)
-            except CacheUnavailableError as exc:
-                self._failed(exc)
-        return self.fallback.acquire(name, owner, ttl)
-
-    def release(self, name: str, owner: str) -> bool:
-        # Released in both places: the lease may have been granted by either side of an outage.
-        released = False
-        if self._primary_usable():
-            try:
-                released = self.primary.release(name, owner)
-            except CacheUnavailableError as exc:
-                self._failed(exc)
-        return self.fallback.release(name, owner) or released
-
-    def ping(self) -> None:
-        """Check the primary if it is due; never raises for an outage (read ``degraded`` for health)."""
-        if self._primary_usable():
-            try:
-                self.primary.ping()
-            except CacheUnavailableError as exc:
-                self._failed(exc)
-
-    def close(self) -> None:
-        self.primary.close()
-        self.fallback.close()
-
-    def _run(self, op: str, *args: Any, stale_key: str | None = None) -> Any:
-        if self._primary_usable():
-            try:
-                return getattr(self.primary, op)(*args)
-            except CacheUnavailableError as exc:
-                self._failed(exc)
-        if stale_key is not None:
-            self._note_stale(stale_key)
-        return getattr(self.fallback, op)(*args)
-
-    def _primary_usable(self) -> bool:
-        with self._state:
-            if not self._degraded:
-                return True
-            now = time.monotonic()
-            if now < self._next_probe:
-                return False
-            # This caller probes; pushing the next probe out first keeps the others on the fallback
-            # instead of all waiting on a connect timeout together.
-            self._next_probe = now + self.retry_interval
-        return self._probe()
-
-    def _probe(self) -> bool:
-        try:
-            self.primary.ping()
-            self._replay_invalidations()
-        except CacheUnavailableError as exc:
-            log.debug("shared cache %r still unavailable: %s", self.primary, exc)
-            return False
-        return True
-
-    def _replay_invalidations(self) -> None:
-        # Loop until no key is pending under the lock: other callers may still write to the fallback
-        # (and note keys) while this one deletes, and recovery must not leave any of them behind.
-        while True:
-            with self._state:
-                keys, self._stale = self._stale, set()
-                if not keys:
-                    if not self._degraded:
-                        return
-                    self._degraded = False
-                    overflowed, self._stale_overflow = self._stale_overflow, False
-                    outage = time.monotonic() - self._since
-                    break
-            try:
-                for key in keys:
-                    self.primary.delete(key)
-            except CacheUnavailableError:
-                with self._state:
-                    self._stale |= keys
-                raise
-        log.info("shared cache %r is reachable again after %.1f s; limits, counters and locks are shared again",
-                 self.primary, outage)
-        if overflowed:
-            log.warning("more than %d keys were written during the outage; some of them may read stale from "
-                        "the shared cache until their TTL runs out", self.MAX_PENDING_INVALIDATIONS)
-
-    def _note_stale(self, key: str) -> None:
-        with self._state:
-            if len(self._stale) < self.MAX_PENDING_INVALIDATIONS:
-                self._stale.add(key)
-            else:
-                self._stale_overflow = True
-
-    def _failed(self, exc: CacheUnavailableError) -> None:
-        with self._state:
-            now = time.monotonic()
-            self._next_probe = now + self.retry_interval
-            if self._degraded:
-                return
-            self._degraded = True
-            self._since = now
-        log.warning("%s; carrying on with per-process memory (rate limits and locks now apply per process) "
-                    "and trying again every %g s", str(exc).rstrip("."), self.retry_interval)
-
-
 def open_cache(url: str, *, prefix: str = "logmail:", retry_interval: float = 5.0) -> Cache:
     """The cache named by ``cache.url``: memory when empty, Redis with a memory fallback for ``redis(s)://``."""
     url = url.strip()
@@ -414,7 +250,7 @@ def open_cache(url: str, *, prefix: str = "logmail:", retry_interval: float = 5.
         shown = f"scheme {scheme!r}" if scheme else "no scheme"
         raise ConfigError(f"cache.url has {shown}: use redis://host:6379/0 or rediss://host:6380/0, "
                           "or leave it empty for in-process memory (one daemon only)")
-    from logmail.store.cache_redis import RedisCache, redact
+    from logmail.store.cache_redis import RedisCache, ResilientCache, redact
 
     try:
         primary = RedisCache(url, prefix=prefix)
@@ -427,10 +263,10 @@ def open_cache(url: str, *, prefix: str = "logmail:", retry_interval: float = 5.
 
 
 def __getattr__(name: str) -> Any:
-    # RedisCache lives in its own module and is imported on first use: a memory-only daemon never
-    # loads redis-py, and cache_redis can import this module's types without a cycle.
-    if name == "RedisCache":
-        from logmail.store.cache_redis import RedisCache
+    # RedisCache and ResilientCache live in their own module and are imported on first use: a
+    # memory-only daemon never loads redis-py, and cache_redis can import this module without a cycle.
+    if name in ("RedisCache", "ResilientCache"):
+        from logmail.store import cache_redis
 
-        return RedisCache
+        return getattr(cache_redis, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
