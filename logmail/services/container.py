@@ -81,7 +81,8 @@ def _build(settings: Settings, migrate: bool) -> Services:
 
         upgrade(db)
     content = open_content_store(settings.content_url, compression_level=settings.content.compression_level,
-                                 synchronous=settings.database.sqlite_synchronous)
+                                 synchronous=settings.database.sqlite_synchronous,
+                                 gridfs_threshold=settings.content.gridfs_threshold)
     work_queue = open_queue(settings.queue.url, db, lease_seconds=settings.queue.lease_seconds,
                             max_attempts=settings.queue.max_attempts,
                             retry_base_delay=settings.queue.retry_base_delay)

@@ -59,10 +59,13 @@ class ContentStore(Protocol):
 
     def ping(self) -> None: ...
 
+    def stats(self) -> dict[str, int]: ...
+
     def close(self) -> None: ...
 
 
-def open_content_store(url: str, *, compression_level: int = 3, synchronous: str = "full") -> ContentStore:
+def open_content_store(url: str, *, compression_level: int = 3, synchronous: str = "full",
+                       gridfs_threshold: int = 8 * 1024 * 1024) -> ContentStore:
     """The content store named by ``url`` (``sqlite:///path`` or ``mongodb://...``)."""
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
@@ -71,7 +74,9 @@ def open_content_store(url: str, *, compression_level: int = 3, synchronous: str
             raise ConfigError("content.url needs a file path: sqlite:////path/to/content.db")
         return SqliteContentStore(Path(path), compression_level=compression_level, synchronous=synchronous)
     if scheme in ("mongodb", "mongodb+srv"):
-        raise ConfigError("the MongoDB content store is not available in this version")
+        from logmail.store.content_mongo import MongoContentStore  # pymongo only when it is used
+
+        return MongoContentStore(url, compression_level=compression_level, gridfs_threshold=gridfs_threshold)
     raise ConfigError(f"content.url has an unknown scheme {scheme!r}")
 
 

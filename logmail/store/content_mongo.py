@@ -22,14 +22,14 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Iterable, Iterator
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import gridfs
 import pymongo
 from bson import Binary, ObjectId
 from gridfs.errors import CorruptGridFile, NoFile
 from pymongo import ReplaceOne
-from pymongo.errors import ConfigurationError, InvalidOperation, PyMongoError
+from pymongo.errors import InvalidOperation, PyMongoError
 from pymongo.write_concern import WriteConcern
 
 from logmail.errors import ConfigError, NotFoundError, StorageUnavailableError
@@ -70,19 +70,19 @@ class MongoContentStore:
         try:
             self.display_url = redact_url(url)
             url_options = {k.lower() for k, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
-        except ValueError as exc:
-            raise ConfigError("content.url is not a valid URL") from exc
+        except ValueError:
+            raise ConfigError("content.url is not a valid URL") from None
         options = {k: v for k, v in _CLIENT_DEFAULTS.items() if k.lower() not in url_options}
         try:
             # connect=False: no network (not even SRV resolution) at construction, so the daemon
             # starts while MongoDB is down and the first use reports the outage instead.
             self._client: pymongo.MongoClient = pymongo.MongoClient(url, connect=False, **options)
-        except (ConfigurationError, ValueError, TypeError) as exc:
-            # The driver's message may quote the URL; name the problem without echoing credentials.
+            self._db = self._client.get_default_database(
+                DEFAULT_DATABASE, write_concern=_write_concern(self._client.write_concern))
+        except (PyMongoError, ValueError, TypeError) as exc:
+            # Not chained: the driver's message may quote the URL, password and all.
             raise ConfigError(f"content.url is not a usable MongoDB URL ({self.display_url}): "
-                              f"{type(exc).__name__}") from exc
-        self._db = self._client.get_default_database(DEFAULT_DATABASE,
-                                                     write_concern=_write_concern(self._client.write_concern))
+                              f"{_scrub(str(exc), url)}") from None
         self._blobs = self._db[BLOBS]
         self._bucket = gridfs.GridFSBucket(self._db, bucket_name=BUCKET)
         self._files = self._db[f"{BUCKET}.files"]
@@ -267,6 +267,14 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     host = parts.netloc.rsplit("@", 1)[-1]
     return f"{parts.scheme}://{host}{parts.path}"
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` with the URL's password (as written, and decoded) blanked out."""
+    password = url.split("://", 1)[-1].rsplit("@", 1)[0].partition(":")[2] if "@" in url else ""
+    for secret in {password, unquote(password)} - {""}:
+        text = text.replace(secret, "***")
+    return text
 
 
 def _now() -> dt.datetime:
