@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -37,7 +38,23 @@ def mariadb_database() -> str:
     return f"{MARIADB_URL}/{name}?charset=utf8mb4"
 
 
+_mongo = {}
+
+
+def mongo_url() -> str:
+    """A fresh database on the session's MongoDB wire-protocol server (started on first use)."""
+    if "peer" not in _mongo:
+        import tempfile
+
+        from mongo_peer import start_mongo_peer
+
+        _mongo["peer"] = start_mongo_peer(Path(tempfile.mkdtemp(prefix="logmail-mongo-")))
+    return _mongo["peer"].url_for(f"lm_{uuid.uuid4().hex[:12]}")
+
+
 def pytest_sessionfinish(session, exitstatus):
+    if "peer" in _mongo:
+        _mongo.pop("peer").close()
     if not _created_databases:
         return
     import pymysql
@@ -52,7 +69,26 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def production_overrides() -> dict:
-    return {"database": {"url": mariadb_database()}}
+    return {
+        "database": {"url": mariadb_database()},
+        "content": {"url": mongo_url()},
+        "cache": {"url": "redis://127.0.0.1:6379/0", "prefix": f"logmail-test:{uuid.uuid4().hex[:12]}:"},
+    }
+
+
+def write_config(path: Path, data: dict) -> Path:
+    """Write a logmail.toml for a daemon started as a process, on the stack under test."""
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    if STACK == "production":
+        for section, values in production_overrides().items():
+            data.setdefault(section, {}).update(values)
+    lines = [f"{k} = {json.dumps(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for section, values in data.items():
+        if isinstance(values, dict):
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def make_settings(data_dir: Path, **overrides) -> Settings:

@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import write_config
+
 pytestmark = pytest.mark.slow
 
 
@@ -44,10 +46,11 @@ def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> None
 @pytest.mark.parametrize("workers", [0, 1])
 def test_sigkill_while_streaming_loses_and_doubles_nothing(tmp_path, workers):
     smtp_port, api_port = free_port(), free_port()
-    cfg = tmp_path / "logmail.toml"
-    cfg.write_text(f'data_dir = "{tmp_path / "data"}"\nlog_level = "warning"\n[smtp]\nport = {smtp_port}\n'
-                   f'[api]\nport = {api_port}\n[ingest]\nworkers = {workers}\n'
-                   f'[queue]\nlease_seconds = 2\npoll_interval = 0.05\n')
+    cfg = write_config(tmp_path / "logmail.toml", {
+        "data_dir": str(tmp_path / "data"), "log_level": "warning",
+        "smtp": {"port": smtp_port}, "api": {"port": api_port}, "ingest": {"workers": workers},
+        "queue": {"lease_seconds": 2, "poll_interval": 0.05},
+    })
     log = tmp_path / "daemon.log"
     proc = start_daemon(cfg, log)
     wait_healthy(api_port, proc)
