@@ -159,3 +159,15 @@ def _logging_reaches_caplog():
     logger.handlers[:] = []
     logger.propagate = True
     logger.setLevel(logging.NOTSET)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI (LOGMAIL_FORBID_SKIPS=1) a skipped test is a failure: a missing service must never
+    pass for a green run."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("LOGMAIL_FORBID_SKIPS") == "1" and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.longrepr = f"skipped under CI, which forbids skips: {reason}"
