@@ -63,7 +63,6 @@ class ApiSettings:
     enabled: bool = setting(True, "Run the REST API in `logmail daemon`.")
     max_body_size: int = setting(30 * MiB, "Largest request body accepted, in bytes (larger gets 413).")
     request_timeout: int = setting(60, "Seconds a request may take before it is answered with 503.")
-    public_url: str = setting("", "URL clients use to reach the API, when it differs from http://host:port.")
 
 
 @dataclass
@@ -127,7 +126,7 @@ class Settings:
     data_dir: str = setting(_default_data_dir(), "Directory for the SQLite database, content, keys and owner.token.")
     mode: Literal["local", "platform"] = setting(
         "local", "`local`: every address is caught into the built-in organisation. "
-                 "`platform`: organisations own addresses and tiers apply.")
+                 "`platform` (organisations owning addresses, tiers) is not available in this version.")
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", "Logging threshold.")
     smtp: SmtpSettings = section(SmtpSettings)
     api: ApiSettings = section(ApiSettings)
@@ -151,10 +150,6 @@ class Settings:
     @property
     def content_url(self) -> str:
         return self.content.url or f"sqlite:///{self.data_path / 'content.db'}"
-
-    @property
-    def api_url(self) -> str:
-        return self.api.public_url or f"http://{self.api.host}:{self.api.port}"
 
 
 SECTIONS: dict[str, type] = {

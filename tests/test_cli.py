@@ -161,3 +161,29 @@ def test_queue_status_dead_letters_and_replay(config):
     assert result.output.strip() == "replayed 1 job(s)"
     result = runner.invoke(app, ["queue", "status", "--config", str(config), "--json"])
     assert json.loads(result.output) == {"queue": "ingest", "ready": 1, "dead": 0}
+
+
+def test_ingest_stdin_with_a_postfix_from_line_is_one_message(config):
+    piped = (b"From sender@example.com  Sat Nov 21 10:00:00 2026\n"
+             b"Subject: piped\nTo: x@example.com\n\nFrom the body, not a separator\nFrom here too\n")
+    result = runner.invoke(app, ["ingest", "-", "--config", str(config), "-f", "sender@example.com",
+                                 "-r", "x@example.com"], input=piped)
+    assert result.exit_code == 0, result.output
+    assert [raw for _, raw in jobs_in(config)] == [piped.split(b"\n", 1)[1]]
+
+
+def test_ingest_with_a_broken_config_defers_rather_than_bounces(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[smtp]\nport = 'x'\n")
+    result = runner.invoke(app, ["ingest", "-", "--config", str(bad)], input=EML)
+    assert result.exit_code == EX_TEMPFAIL
+    result = runner.invoke(app, ["ingest", "-", "--config", str(tmp_path / "missing.toml")], input=EML)
+    assert result.exit_code == EX_TEMPFAIL
+
+
+def test_daemon_refuses_platform_mode_until_it_exists(tmp_path):
+    cfg = tmp_path / "logmail.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "data"}"\nmode = "platform"\n[smtp]\nport = 0\n[api]\nport = 0\n')
+    result = runner.invoke(app, ["daemon", "--config", str(cfg)])
+    assert result.exit_code == 1
+    assert 'mode = "platform" is not available' in result.output

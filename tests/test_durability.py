@@ -114,3 +114,53 @@ def test_sigkill_while_streaming_loses_and_doubles_nothing(tmp_path, workers):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, log.read_text()[-3000:]
+
+
+def test_a_killed_worker_process_is_replaced(tmp_path):
+    import psutil
+
+    smtp_port, api_port = free_port(), free_port()
+    cfg = write_config(tmp_path / "logmail.toml", {
+        "data_dir": str(tmp_path / "data"), "log_level": "info",
+        "smtp": {"port": smtp_port}, "api": {"port": api_port}, "ingest": {"workers": 1},
+        "queue": {"lease_seconds": 2, "poll_interval": 0.05},
+    })
+    log = tmp_path / "daemon.log"
+    proc = start_daemon(cfg, log)
+    try:
+        wait_healthy(api_port, proc)
+
+        def workers():
+            found = []
+            for child in psutil.Process(proc.pid).children():
+                try:
+                    if child.status() != psutil.STATUS_ZOMBIE and "logmail.daemon.worker" in " ".join(child.cmdline()):
+                        found.append(child)
+                except psutil.Error:  # gone, or a zombie not yet reaped
+                    pass
+            return found
+
+        deadline = time.monotonic() + 20
+        while not workers():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        (old,) = workers()
+        old.kill()
+        deadline = time.monotonic() + 20
+        while not [w for w in workers() if w.pid != old.pid and w.is_running()]:
+            assert time.monotonic() < deadline, "the dead worker was not replaced"
+            time.sleep(0.2)
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+            client.sendmail("a@example.com", ["b@example.com"], b"Subject: after the restart\r\n\r\nx\r\n")
+        token = (tmp_path / "data" / "owner.token").read_text().strip()
+        api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", headers={"Authorization": f"Bearer {token}"})
+        deadline = time.monotonic() + 20
+        while api.get("/messages").json()["pagination"]["total"] < 1:
+            assert time.monotonic() < deadline, "the new worker did not ingest"
+            time.sleep(0.2)
+        assert "exited with" in log.read_text()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+    assert "Fatal Python error" not in log.read_text()

@@ -141,3 +141,47 @@ def test_legacy_charsets_are_decoded_and_searchable(daemon, api, charset, text):
     if charset in ("iso-8859-1", "windows-1252", "koi8-r"):  # word-based tokenizer: whole words match
         word = text.split()[0].strip("“”")
         assert api.get("/messages", params={"q": word}).json()["pagination"]["total"] == 1
+
+
+def test_a_content_store_outage_never_dead_letters_mail(services, monkeypatch):
+    from logmail.errors import StorageUnavailableError
+
+    services.acceptor.accept_many([(b"Subject: patient\r\n\r\nx\r\n", Envelope("a@x.org", ["b@x.org"]))])
+    consumer = IngestConsumer(services.queue, services.ingest, batch_size=10, max_backoff=0.01)
+    real_get = services.content.get
+
+    def down(key):
+        raise StorageUnavailableError("content store unreachable")
+
+    monkeypatch.setattr(services.content, "get", down)
+    clock = [10**15]
+    services.queue.clock = lambda: clock[0]
+    for _ in range(services.settings.queue.max_attempts * 3):
+        clock[0] += 10**9
+        assert consumer.run_once() is True  # claimed, handed back
+    assert services.queue.dead_letters(INGEST_QUEUE) == []
+    clock[0] += 10**9
+    (job,) = services.queue.claim(INGEST_QUEUE, 10)
+    assert job.attempts == 0  # an outage is not the job's fault
+    services.queue.release([job], 0)
+    monkeypatch.setattr(services.content, "get", real_get)
+    clock[0] += 10**9
+    assert consumer.run_once() is True
+    assert [r.subject for r in listed(services)] == ["patient"]
+
+
+def test_a_stale_owner_token_file_is_replaced(settings):
+    from logmail.services.container import build_services
+
+    first = build_services(settings)
+    first.close()
+    token_file = settings.data_path / "owner.token"
+    token_file.write_text("lm_a-token-from-another-installation\n")  # e.g. a database restored from backup
+    second = build_services(settings)
+    try:
+        token = token_file.read_text().strip()
+        assert token != "lm_a-token-from-another-installation"
+        assert second.tokens.authenticate(token) is not None
+        assert second.boot.token_created
+    finally:
+        second.close()

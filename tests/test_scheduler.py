@@ -73,16 +73,22 @@ class CountingJob(ScheduledJob):
 
 
 def test_only_one_of_several_runners_runs_a_job_at_a_time(services):
+    clock = Clock()
     entered, proceed = threading.Event(), threading.Event()
     job = CountingJob(entered, proceed)
-    first, second = JobRunner(services.db, owner="daemon-1"), JobRunner(services.db, owner="daemon-2")
+    job.interval = 60
+    first = JobRunner(services.db, owner="daemon-1", clock=clock)
+    second = JobRunner(services.db, owner="daemon-2", clock=clock)
     t = threading.Thread(target=first.run_once, args=(job,))
     t.start()
     assert entered.wait(10)
     assert second.run_once(job) is False  # daemon-1 is still at it
     proceed.set()
     t.join()
-    assert second.run_once(job) is True  # released after the run
+    clock.now += 30_000
+    assert second.run_once(job) is False  # once per interval across daemons, not once per daemon
+    clock.now += 24_001  # 90 % of the interval after the first run started
+    assert second.run_once(job) is True
     assert job.runs == 2
 
 
@@ -111,6 +117,7 @@ def test_a_failing_job_releases_its_lease_and_is_logged(services, caplog):
     assert runner.run_once(FailingJob()) is True
     assert "failing failed" in caplog.text
     assert leases.holder(services.db, "job:failing", 0) is None
+    assert JobRunner(services.db, owner="other").run_once(FailingJob()) is True  # anyone may retry
 
 
 def store_messages(services, received: list[int]) -> None:
@@ -144,7 +151,7 @@ def test_retention_deletes_exactly_what_is_due_content_included(services):
     assert remaining(services) == ["m3", "m4"]  # exactly 30 days old is kept
     assert services.content.stats()["blobs"] == blobs_before - 3 * 2  # raw and body of each
     clock.now += DAY_MS  # a day later, m3 is due
-    JobRunner(services.db, clock=clock).run_once(job)
+    assert JobRunner(services.db, clock=clock).run_once(job)
     assert remaining(services) == ["m4"]
 
 

@@ -15,14 +15,14 @@ ConfigOption = Annotated[
 ]
 
 
-def load(config: str | None, **overrides):
+def load(config: str | None, *, error_code: int = 1, **overrides):
     from logmail.config import load_settings
     from logmail.errors import ConfigError
 
     try:
         return load_settings(config, overrides={k: v for k, v in overrides.items() if v is not None} or None)
     except ConfigError as exc:
-        fail(exc.message)
+        fail(exc.message, error_code)
 
 
 def fail(message: str, code: int = 1):

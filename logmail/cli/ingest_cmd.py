@@ -21,8 +21,10 @@ def ingest(
     config: ConfigOption = None,
     mail_from: Annotated[str, typer.Option("--mail-from", "-f", help="Envelope sender (default: empty).")] = "",
     rcpt: Annotated[Optional[list[str]], typer.Option("--rcpt", "-r", help="Envelope recipient; repeatable "
-                                                      "(default: the To and Cc addresses of each message).")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="auto, eml or mbox.")] = "auto",
+                                                      "(default: the To, Cc and Bcc addresses of each message).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="auto, eml or mbox. auto: files that start with a "
+                                                       "'From ' line are mbox; stdin is one message, a leading "
+                                                       "'From ' line (Postfix pipe flags=F) dropped.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
 ) -> None:
     """Store messages from files or stdin through the same durable path as SMTP.
@@ -40,14 +42,16 @@ def ingest(
     from logmail.services.accept import Envelope
     from logmail.services.container import build_services
 
-    settings = load(config)
+    # A broken configuration is the operator's to fix, not the sender's problem: defer (75) so that
+    # Postfix keeps the mail, rather than bounce it.
+    settings = load(config, error_code=EX_TEMPFAIL)
     configure_logging("warning")
     sources = files or ["-"]
     try:
         batches = []
         for source in sources:
             data = _read(source)
-            for raw in read_messages(data, fmt):
+            for raw in read_messages(data, "stdin" if fmt == "auto" and source == "-" else fmt):
                 if len(raw) > settings.smtp.max_message_size:
                     _exit(EX_DATAERR, f"a message in {source} is larger than smtp.max_message_size "
                                       f"({settings.smtp.max_message_size} bytes)")

@@ -1,8 +1,9 @@
 """The consumer contract: a base class owns the loop and the failure policy; a consumer only says
 how to handle a batch of jobs.
 
-Failure policy, in one place: a ``TemporaryError`` (storage unavailable) leaves the jobs for a later
-retry with backoff; any other exception in a batch is narrowed down by handling the jobs one at a
+Failure policy, in one place: a ``TemporaryError`` (storage unavailable) hands the jobs back
+without counting an attempt, and the consumer backs off until the dependency returns; any other
+exception in a batch is narrowed down by handling the jobs one at a
 time, so one poisonous job is retried and finally dead-lettered on its own while its neighbours
 are stored. Jobs are acked only after their work has committed.
 """
@@ -22,11 +23,14 @@ log = logging.getLogger("logmail.consumer")
 class Consumer:
     queue_name: str = ""
 
-    def __init__(self, work_queue: WorkQueue, *, batch_size: int = 100, poll_interval: float = 0.2) -> None:
+    def __init__(self, work_queue: WorkQueue, *, batch_size: int = 100, poll_interval: float = 0.2,
+                 max_backoff: float = 30.0) -> None:
         self.queue = work_queue
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.max_backoff = max_backoff
         self.stopping = threading.Event()
+        self._outage_backoff = 0.0
 
     def handle_batch(self, jobs: list[Job]) -> None:
         """Do the work of every job, atomically or idempotently. Raise to have them retried."""
@@ -43,13 +47,15 @@ class Consumer:
                 # The queue itself is unreachable: say so once per outage and back off.
                 if backoff == self.poll_interval:
                     log.warning("%s consumer cannot reach the queue: %s", self.queue_name, exc)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, self.max_backoff)
                 worked = False
             except Exception:
                 log.exception("%s consumer loop failed", self.queue_name)
                 backoff = min(max(backoff, 0.5) * 2, 10.0)
                 worked = False
-            if not worked:
+            if self._outage_backoff:
+                self.stopping.wait(self._outage_backoff)
+            elif not worked:
                 self.stopping.wait(backoff)
         log.info("%s consumer stopped", self.queue_name)
 
@@ -72,9 +78,16 @@ class Consumer:
         try:
             self.handle_batch(jobs)
         except TemporaryError as exc:
-            log.warning("%s: %d job(s) postponed: %s", self.queue_name, len(jobs), exc)
-            for job in jobs:
-                self._fail(job, f"temporary: {exc}")
+            # Not the jobs' fault: give them back untouched and wait, longer while it lasts.
+            first = not self._outage_backoff
+            self._outage_backoff = min(max(self._outage_backoff * 2, 0.5), self.max_backoff)
+            if first:
+                log.warning("%s: a dependency is unavailable (%s); %d job(s) handed back, retrying "
+                            "with backoff until it returns", self.queue_name, exc, len(jobs))
+            try:
+                self.queue.release(jobs, self._outage_backoff)
+            except TemporaryError:
+                pass  # the queue is down too: the leases run out and the jobs come back anyway
             return
         except Exception:
             if len(jobs) > 1:
@@ -84,6 +97,9 @@ class Consumer:
             job = jobs[0]
             self._fail(job, traceback.format_exc(limit=20))
             return
+        if self._outage_backoff:
+            log.info("%s: storage is back; processing resumed", self.queue_name)
+            self._outage_backoff = 0.0
         self.queue.ack(jobs)
 
     def _fail(self, job: Job, error: str) -> None:

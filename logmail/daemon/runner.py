@@ -119,6 +119,8 @@ class Daemon:
 
     async def _start(self) -> None:
         s = self.settings
+        if s.mode != "local":
+            raise ConfigError('mode = "platform" is not available in this version; use mode = "local"')
         self.services = await asyncio.to_thread(build_services, s)
         boot = self.services.boot
         if boot.token_created:
@@ -169,8 +171,27 @@ class Daemon:
         for n in range(s.ingest.workers):
             self._workers.append(worker.spawn(s, f"ingest-{n + 1}"))
         log.info("started %d ingest worker process(es)", len(self._workers))
+        self._watchdog = asyncio.get_running_loop().create_task(self._supervise_workers())
+
+    async def _supervise_workers(self, interval: float = 2.0) -> None:
+        """A worker that dies is reported and replaced; its unfinished jobs come back by lease."""
+        restarts: dict[int, float] = {}
+        while True:
+            await asyncio.sleep(interval)
+            for n, proc in enumerate(self._workers):
+                code = proc.poll()
+                if code is None:
+                    continue
+                now = asyncio.get_running_loop().time()
+                if now - restarts.get(n, -1e9) < 10:
+                    continue  # dying at once again: wait a little rather than spin
+                log.error("ingest worker %d (pid %d) exited with %s; starting a new one", n + 1, proc.pid, code)
+                restarts[n] = now
+                self._workers[n] = worker.spawn(self.settings, f"ingest-{n + 1}")
 
     async def _shutdown(self) -> None:
+        if getattr(self, "_watchdog", None) is not None:
+            self._watchdog.cancel()
         if getattr(self, "_jobs", None) is not None:
             await asyncio.to_thread(self._jobs.shutdown)
         for server in getattr(self, "_servers", []):

@@ -2,8 +2,11 @@
 
 A job says only what it does (``run``). The runner owns the rest: it takes the job's lease before
 each run (so of several daemons exactly one runs it, and if that daemon dies its lease expires and
-another takes over at the next tick), renews it while the job reports progress, releases it after,
-and logs failures with the job's name without ever stopping the schedule.
+another takes over at the next tick), renews it while the job reports progress, and after a
+successful run keeps it until the job's next interval is nearly due, so that N daemons with the
+scheduler role run a job once per interval, not N times. A failed run releases the lease at once
+so that any daemon may try again at its next tick. Failures are logged with the job's name and
+never stop the schedule.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from logmail.store import leases
 from logmail.store.database import Database
 
 log = logging.getLogger("logmail.scheduler")
+
+# After a successful run the lease is kept for this share of the interval: long enough that other
+# daemons' ticks (which APScheduler jitters) find it taken, short enough to free the next run.
+HOLD_FRACTION = 0.9
 
 
 def _now_ms() -> int:
@@ -59,18 +66,28 @@ class JobRunner:
         def keep_alive() -> bool:
             return leases.acquire(self.db, lease, self.owner, ttl, self.clock())
 
-        started = time.monotonic()
+        started = self.clock()
+        ok = False
         try:
             job.run(keep_alive)
+            ok = True
         except Exception:
             log.exception("%s failed; it runs again at its next interval", job.name)
         finally:
-            try:
-                leases.release(self.db, lease, self.owner)
-            except Exception:  # it expires on its own
-                log.warning("%s: could not release its lease", job.name)
-        log.debug("%s ran in %.2f s", job.name, time.monotonic() - started)
+            self._after_run(job, lease, started, ok)
+        log.debug("%s ran in %d ms", job.name, self.clock() - started)
         return True
+
+    def _after_run(self, job: ScheduledJob, lease: str, started: int, ok: bool) -> None:
+        hold_until = started + int(job.interval * 1000 * HOLD_FRACTION)
+        now = self.clock()
+        try:
+            if ok and hold_until > now:
+                leases.acquire(self.db, lease, self.owner, hold_until - now, now)
+            else:
+                leases.release(self.db, lease, self.owner)
+        except Exception:  # it expires on its own
+            log.warning("%s: could not update its lease", job.name)
 
     def start(self) -> None:
         self._scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1},

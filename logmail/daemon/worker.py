@@ -41,7 +41,7 @@ def main() -> None:
     # Taking mail in is more urgent than filing it: under a burst the listener gets the CPU and
     # the queue absorbs the difference, which the worker drains as soon as there is room.
     os.nice(NICENESS)
-    settings = settings_from_dict(json.loads(sys.stdin.buffer.readline()))
+    settings = settings_from_dict(json.loads(_read_line(0)))
     configure_logging(settings.log_level)
     services = build_services(settings, migrate=False)
     consumer = IngestConsumer(services.queue, services.ingest, batch_size=settings.queue.batch_size,
@@ -49,14 +49,31 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
 
     def watch_parent() -> None:
-        sys.stdin.buffer.read()  # returns at EOF: the daemon closed the pipe or died
-        consumer.stop()
+        # os.read, not sys.stdin: a thread blocked inside a buffered reader at interpreter exit
+        # aborts the process ("_enter_buffered_busy").
+        try:
+            while os.read(0, 4096):
+                pass
+        except OSError:
+            pass
+        consumer.stop()  # EOF: the daemon closed the pipe or died
 
     threading.Thread(target=watch_parent, daemon=True).start()
     try:
         consumer.run()
     finally:
         services.close()
+
+
+def _read_line(fd: int) -> bytes:
+    """One line from a file descriptor, unbuffered, so nothing after it is swallowed."""
+    data = bytearray()
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 1)
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
 
 
 if __name__ == "__main__":

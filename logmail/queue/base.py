@@ -4,7 +4,8 @@
 unless they are acked or failed before the lease ends, they are delivered again (at-least-once), so
 consumers must apply a job idempotently. ``fail`` schedules a retry with exponential backoff and,
 after ``max_attempts``, dead-letters the job with its error, where it stays visible and can be
-replayed.
+replayed. ``release`` hands jobs back without counting an attempt, for outages of a dependency:
+an hour-long content-store outage must not dead-letter the mail that arrived before it.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ class WorkQueue(Protocol):
 
     def fail(self, job: Job, error: str) -> bool:
         """Retry later or dead-letter; returns True when the job was dead-lettered."""
+        ...
+
+    def release(self, jobs: list[Job], delay: float) -> None:
+        """Give jobs back untouched, to be delivered again after ``delay`` seconds. Not a failed
+        attempt: used when a dependency is down, which is no fault of the jobs."""
         ...
 
     def depth(self, queue: str) -> int: ...

@@ -82,6 +82,13 @@ class OutboxQueue:
             conn.execute(update(JobRow).where(JobRow.id == job.id).values(**values))
         return dead
 
+    def release(self, jobs: list[Job], delay: float) -> None:
+        if not jobs:
+            return
+        with self.db.write_connection() as conn:
+            conn.execute(update(JobRow).where(JobRow.id.in_([j.id for j in jobs]))
+                         .values(available_at=self.clock() + int(delay * 1000), lease_owner=None))
+
     def depth(self, queue: str) -> int:
         with self.db.engine.connect() as conn:
             return conn.execute(

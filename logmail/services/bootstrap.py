@@ -46,11 +46,25 @@ def bootstrap(db: Database, data_dir: Path) -> BootstrapResult:
     org = ensure_builtin_organization(db)
     token_file = data_dir / "owner.token"
     created = False
-    if not token_file.exists():
+    if not _token_file_valid(db, token_file):
         token, _ = create_token(db, org.id, "owner (written to owner.token)")
         write_secret_file(token_file, token + "\n")
         created = True
     return BootstrapResult(org.id, org.uuid, token_file, created)
+
+
+def _token_file_valid(db: Database, token_file: Path) -> bool:
+    """The file exists and its token still works (a restored database may not know it)."""
+    from logmail.services.tokens import TokenAuthenticator
+
+    try:
+        token = token_file.read_text().strip()
+    except FileNotFoundError:
+        return False
+    if token and TokenAuthenticator(db).authenticate(token) is not None:
+        return True
+    log.warning("%s holds a token this database does not accept; writing a new owner token", token_file)
+    return False
 
 
 def write_secret_file(path: Path, content: str) -> None:

@@ -15,11 +15,20 @@ def looks_like_mbox(data: bytes) -> bool:
 
 
 def read_messages(data: bytes, fmt: str = "auto") -> list[bytes]:
-    """The messages in ``data``: one for .eml input, every one for mbox (``From `` separated)."""
-    if fmt not in ("auto", "eml", "mbox"):
+    """The messages in ``data``: one for .eml input, every one for mbox (``From `` separated).
+
+    ``stdin`` is one message whose leading ``From `` envelope line, if any, is dropped: what
+    Postfix's pipe(8) sends with ``flags=F``, where a body line starting with "From " is not
+    quoted and must not split the message.
+    """
+    if fmt not in ("auto", "eml", "mbox", "stdin"):
         raise ValueError(f"unknown format {fmt!r}; use auto, eml or mbox")
     if not data.strip():
         return []
+    if fmt == "stdin":
+        if looks_like_mbox(data):
+            data = data.split(b"\n", 1)[1] if b"\n" in data else b""
+        return [data] if data.strip() else []
     if fmt == "eml" or (fmt == "auto" and not looks_like_mbox(data)):
         return [data]
     return split_mbox(data)

@@ -10,6 +10,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from logmail.errors import StorageUnavailableError
 from logmail.store.database import Database
 
 log = logging.getLogger("logmail.store")
@@ -31,16 +32,33 @@ def current_revision(db: Database) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+LOCK_TIMEOUT = 300
+
+
 def upgrade(db: Database) -> bool:
-    """Bring the schema to the newest revision; returns whether anything was applied."""
-    if current_revision(db) == head_revision():
+    """Bring the schema to the newest revision; returns whether anything was applied.
+
+    Several daemons may start together: on MySQL one takes a named lock and migrates while the
+    others wait for it, then find nothing left to do. (SQLite serialises on BEGIN IMMEDIATE.)
+    """
+    head = head_revision()
+    if current_revision(db) == head:
         return False
     cfg = alembic_config()
-    with db.engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+    with db.engine.connect() as lock_conn:
         if db.dialect == "mysql":
-            # Several daemons may start together: one migrates, the others wait for it.
-            conn.exec_driver_sql("SELECT GET_LOCK('logmail_migrations', 300)")
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-    log.info("database schema upgraded to %s", head_revision())
+            got = lock_conn.exec_driver_sql(f"SELECT GET_LOCK('logmail_migrations', {LOCK_TIMEOUT})").scalar()
+            if got != 1:
+                raise StorageUnavailableError("another daemon has been migrating the database for over "
+                                              f"{LOCK_TIMEOUT} s; not starting on a schema in flux")
+        try:
+            if current_revision(db) == head:  # someone else migrated while we waited
+                return False
+            with db.engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        finally:
+            if db.dialect == "mysql":
+                lock_conn.exec_driver_sql("SELECT RELEASE_LOCK('logmail_migrations')")
+    log.info("database schema upgraded to %s", head)
     return True

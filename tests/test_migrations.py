@@ -1,0 +1,49 @@
+"""Migrations: applied on start, idempotent, and safe when several daemons start together."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from conftest import mariadb_database
+from logmail.store.database import Database
+from logmail.store.migrate import current_revision, head_revision, upgrade
+
+
+def test_upgrade_is_idempotent_on_sqlite(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    assert upgrade(db) is True
+    assert upgrade(db) is False
+    assert current_revision(db) == head_revision()
+    db.dispose()
+
+
+@pytest.mark.mariadb
+def test_daemons_starting_together_migrate_once(tmp_path):
+    url = mariadb_database()
+    results, errors = [], []
+    barrier = threading.Barrier(4)
+
+    def start() -> None:
+        db = Database(url)
+        try:
+            barrier.wait()
+            results.append(upgrade(db))
+        except Exception as exc:  # pragma: no cover - the assertion below shows it
+            errors.append(exc)
+        finally:
+            db.dispose()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert sorted(results) == [False, False, False, True]
+    db = Database(url)
+    assert current_revision(db) == head_revision()
+    with db.engine.connect() as conn:  # the lock was released: it can be taken at once
+        assert conn.exec_driver_sql("SELECT GET_LOCK('logmail_migrations', 0)").scalar() == 1
+    db.dispose()
