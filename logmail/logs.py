@@ -14,5 +14,5 @@ def configure_logging(level: str = "info") -> None:
     root.setLevel(level.upper())
     root.propagate = False
     # Libraries speak only when something is wrong.
-    for name in ("sanic", "sanic.root", "sanic.error", "sanic.access", "sanic.server", "mail.log", "alembic"):
+    for name in ("sanic", "sanic.root", "sanic.error", "sanic.access", "sanic.server", "mail.log", "alembic", "pika"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -59,7 +59,8 @@ class WorkQueue(Protocol):
     def close(self) -> None: ...
 
 
-def open_queue(url: str, db, *, lease_seconds: int, max_attempts: int, retry_base_delay: float) -> WorkQueue:
+def open_queue(url: str, db, *, lease_seconds: int, max_attempts: int, retry_base_delay: float,
+               prefix: str = "logmail", prefetch: int = 200) -> WorkQueue:
     """The queue named by ``url``: empty for the outbox table in ``db``, amqp:// for RabbitMQ."""
     scheme = url.split(":", 1)[0].lower() if url else ""
     if scheme in ("", "outbox", "sql"):
@@ -68,5 +69,8 @@ def open_queue(url: str, db, *, lease_seconds: int, max_attempts: int, retry_bas
         return OutboxQueue(db, lease_seconds=lease_seconds, max_attempts=max_attempts,
                            retry_base_delay=retry_base_delay)
     if scheme in ("amqp", "amqps"):
-        raise ConfigError("the RabbitMQ work queue is not available in this version")
+        from logmail.queue.rabbitmq import RabbitQueue  # pika is loaded only by those who use it
+
+        return RabbitQueue(url, prefix=prefix, lease_seconds=lease_seconds, max_attempts=max_attempts,
+                           retry_base_delay=retry_base_delay, prefetch=prefetch)
     raise ConfigError(f"queue.url has an unknown scheme {scheme!r}")

@@ -3,11 +3,12 @@
 Topology, declared by each connection before it first uses a logical queue ``Q``: durable **quorum**
 queues on the default exchange (routing key = queue name: no bindings to keep in step).
 ``{prefix}.Q`` holds the work; ``{prefix}.Q.dead`` the jobs that failed ``max_attempts`` times, with
-``x-logmail-error``; ``{prefix}.Q.retry.{ms}``, one per backoff step, keeps a failed job for ``ms``
-milliseconds (``x-message-ttl``) and dead-letters it back to ``{prefix}.Q`` (``at-least-once``, so a
-retry survives the main queue being briefly unavailable). A fixed TTL per queue expires messages in
-arrival order, which per-message expiration on one delay queue would not (only the head expires); named
-by delay, not attempt, so a changed ``retry_base_delay`` makes new queues instead of clashing with old.
+``x-logmail-error``; each ``{prefix}.Q.delay.{ms}`` keeps a job for ``ms`` milliseconds
+(``x-message-ttl``), then dead-letters it back to ``{prefix}.Q`` (``at-least-once``, so it survives
+the main queue being briefly unavailable). ``fail`` uses one per backoff step, ``release`` a ladder
+of 0.5 s to 64 s. A fixed TTL per queue expires messages in arrival order, which per-message
+expiration on one delay queue would not (only the head expires); named by delay, not attempt, so a
+changed ``retry_base_delay`` makes new queues instead of clashing with the old ones' arguments.
 
 Quorum, not classic: RabbitMQ's durable queue type (a Raft log, fsynced before the publisher confirm,
 replicated in a cluster); TTL and at-least-once dead-lettering on them need RabbitMQ 3.10. They put a
@@ -58,6 +59,7 @@ CLAIM_WAIT = 0.05  # how long an empty claim waits for a delivery; the caller sl
 PEEK_IDLE = 0.5  # fetching dead letters stops after this long without another one
 REPLAY_BATCH = 1000
 MAX_PREFETCH = 65535  # basic.qos counts in 16 bits
+RELEASE_STEPS_MS = tuple(500 * 2 ** k for k in range(8))  # a release waits the first step >= its delay
 ERROR_LIMIT = 4000  # characters of a failure reason kept (headers must fit in one frame)
 _CONNECTION_DEFAULTS = {"connection_attempts": 1, "socket_timeout": 5, "stack_timeout": 10,
                         "blocked_connection_timeout": 30}
@@ -209,8 +211,8 @@ class RabbitQueue:
     def _name(self, queue: str, suffix: str = "") -> str:
         return f"{self.prefix}.{queue}{suffix}"
 
-    def _retry_names(self, queue: str) -> dict[int, str]:
-        return {delay: self._name(queue, f".retry.{delay}") for delay in sorted(set(self.delays_ms))}
+    def _delay_names(self, queue: str) -> dict[int, str]:
+        return {ms: self._name(queue, f".delay.{ms}") for ms in sorted({*self.delays_ms, *RELEASE_STEPS_MS})}
 
     def _declare(self, link: _Link, queue: str) -> None:
         if queue in link.declared:
@@ -218,7 +220,7 @@ class RabbitQueue:
         main, quorum = self._name(queue), {"x-queue-type": "quorum"}
         link.admin.queue_declare(main, durable=True, arguments=quorum)
         link.admin.queue_declare(self._name(queue, ".dead"), durable=True, arguments=quorum)
-        for delay, name in self._retry_names(queue).items():
+        for delay, name in self._delay_names(queue).items():
             link.admin.queue_declare(name, durable=True, arguments={
                 **quorum, "x-message-ttl": delay, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": main,
                 "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"})
@@ -361,46 +363,62 @@ class RabbitQueue:
             log.warning("gave back %d job(s) neither acked nor failed within the %d s lease",
                         released, self.lease_seconds)
 
-    def ack(self, jobs: list[Job]) -> None:
+    def _take(self, jobs: list[Job]) -> tuple[Any, list[tuple[Job, _Held]]]:
+        """This thread's connection and the deliveries of ``jobs`` it holds (the others are gone)."""
         link: _Link | None = getattr(self._local, "link", None)
-        held = [h for h in (link.take(j.id) for j in jobs) if h is not None] if link is not None else []
-        if len(held) < len(jobs):
-            log.warning("%d job(s) to ack are no longer held by this thread's connection; RabbitMQ will "
-                        "deliver them again", len(jobs) - len(held))
+        pairs = [(j, h) for j in jobs if link is not None and (h := link.take(j.id)) is not None]
+        if len(pairs) < len(jobs):
+            log.warning("%d job(s) are no longer held by this thread's connection (lost, or handed back "
+                        "after the lease); RabbitMQ delivers them again", len(jobs) - len(pairs))
+        return link, pairs
+
+    def _move(self, link: _Link, moves: list[tuple[_Held, str, pika.BasicProperties]]) -> None:
+        # The copies first, then the originals go: a crash in between duplicates jobs, never loses them.
         try:
-            for h in held:
-                link.work.basic_ack(h.tag)
+            link.publish([(target, held.body, props) for held, target, props in moves])
+            for held, _, _ in moves:
+                link.work.basic_ack(held.tag)
+        except (*_FAILURES, _Refused) as exc:
+            self._drop(link)
+            raise self._unavailable(exc) from exc
+
+    def ack(self, jobs: list[Job]) -> None:
+        link, pairs = self._take(jobs)
+        try:
+            for _, held in pairs:
+                link.work.basic_ack(held.tag)
         except _FAILURES as exc:
             self._drop(link)
-            log.warning("could not ack %d job(s) (%s); RabbitMQ will deliver them again", len(held), exc)
+            log.warning("could not ack %d job(s) (%s); RabbitMQ will deliver them again", len(pairs), exc)
 
     def fail(self, job: Job, error: str) -> bool:
         attempts = job.attempts + 1
         dead = attempts >= self.max_attempts
-        link: _Link | None = getattr(self._local, "link", None)
-        held = link.take(job.id) if link is not None else None
-        if link is None or held is None:
-            log.warning("job %s failed but is no longer held by this thread's connection; RabbitMQ will "
-                        "deliver it again", job.id)
+        link, pairs = self._take([job])
+        if not pairs:
             return False
+        held = pairs[0][1]
         if dead:
             target = self._name(job.queue, ".dead")
             extra = {"x-logmail-error": _truncate(error), "x-logmail-failed-at": _now_ms()}
         else:
-            target = self._retry_names(job.queue)[self.delays_ms[attempts - 1]]
+            target = self._delay_names(job.queue)[self.delays_ms[attempts - 1]]
             extra = {"x-logmail-last-error": _truncate(error, 500)}
-        try:
-            # The copy first, then the original goes: a crash in between duplicates the job, never loses it.
-            link.publish([(target, held.body, _properties(str(job.id), attempts, _created(held.props), extra))])
-            link.work.basic_ack(held.tag)
-        except (*_FAILURES, _Refused) as exc:
-            self._drop(link)
-            raise self._unavailable(exc) from exc
+        self._move(link, [(held, target, _properties(str(job.id), attempts, _created(held.props), extra))])
         return dead
 
+    def release(self, jobs: list[Job], delay: float) -> None:
+        """Hand jobs back, attempts untouched, for about ``delay`` seconds (rounded up to 0.5 s · 2^k, at
+        most 64 s): through a delay queue, so that no consumer, ours included, gets them sooner."""
+        step = next((ms for ms in RELEASE_STEPS_MS if ms >= delay * 1000), RELEASE_STEPS_MS[-1])
+        link, pairs = self._take(jobs)
+        if pairs:
+            self._move(link, [(held, self._delay_names(job.queue)[step], _properties(
+                str(job.id), job.attempts, _created(held.props))) for job, held in pairs])
+
     def depth(self, queue: str) -> int:
-        """Jobs waiting: ready in the main queue or waiting out a retry delay (not those handed out)."""
-        names = [self._name(queue), *self._retry_names(queue).values()]
+        """Jobs waiting: ready in the main queue or waiting out a delay (not those handed out)."""
+        names = [self._name(queue), *self._delay_names(queue).values()]
 
         def op(link: _Link) -> int:
             self._declare(link, queue)

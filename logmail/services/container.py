@@ -85,6 +85,7 @@ def _build(settings: Settings, migrate: bool) -> Services:
                                  gridfs_threshold=settings.content.gridfs_threshold)
     work_queue = open_queue(settings.queue.url, db, lease_seconds=settings.queue.lease_seconds,
                             max_attempts=settings.queue.max_attempts,
-                            retry_base_delay=settings.queue.retry_base_delay)
+                            retry_base_delay=settings.queue.retry_base_delay,
+                            prefix=settings.queue.prefix, prefetch=settings.queue.prefetch)
     boot = bootstrap(db, settings.data_path)
     return Services(settings=settings, db=db, content=content, queue=work_queue, boot=boot)
