@@ -52,7 +52,23 @@ def mongo_url() -> str:
     return _mongo["peer"].url_for(f"lm_{uuid.uuid4().hex[:12]}")
 
 
+_rabbit = {}
+
+
+def amqp_url() -> str:
+    """The session's private vhost on the machine's RabbitMQ (created on first use)."""
+    if "vhost" not in _rabbit:
+        from rabbit_peer import create_vhost
+
+        _rabbit["vhost"], _rabbit["url"] = create_vhost("logmail-test")
+    return _rabbit["url"]
+
+
 def pytest_sessionfinish(session, exitstatus):
+    if "vhost" in _rabbit:
+        from rabbit_peer import delete_vhost
+
+        delete_vhost(_rabbit.pop("vhost"))
     if "peer" in _mongo:
         _mongo.pop("peer").close()
     if not _created_databases:
@@ -72,6 +88,7 @@ def production_overrides() -> dict:
     return {
         "database": {"url": mariadb_database()},
         "content": {"url": mongo_url()},
+        "queue": {"url": amqp_url(), "prefix": f"lm-{uuid.uuid4().hex[:12]}"},
         "cache": {"url": "redis://127.0.0.1:6379/0", "prefix": f"logmail-test:{uuid.uuid4().hex[:12]}:"},
     }
 
@@ -171,3 +188,17 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.longrepr = f"skipped under CI, which forbids skips: {reason}"
+
+
+def claim_all(services, count: int, timeout: float = 20) -> list:
+    """Claim ``count`` ingest jobs; a broker may hand them out over several claims."""
+    from logmail.services.accept import INGEST_QUEUE
+
+    jobs: list = []
+    deadline = time.monotonic() + timeout
+    while len(jobs) < count:
+        assert time.monotonic() < deadline, f"only {len(jobs)} of {count} jobs arrived"
+        jobs += services.queue.claim(INGEST_QUEUE, count - len(jobs))
+        if len(jobs) < count:
+            time.sleep(0.02)
+    return jobs

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import wait_for_messages
+from conftest import claim_all, wait_for_messages
 from logmail.daemon.ingest_consumer import IngestConsumer
 from logmail.services.accept import INGEST_QUEUE, Envelope
 from logmail.services.container import build_services
@@ -55,7 +55,7 @@ def test_first_start_writes_owner_token_0600_and_stores_only_its_hash(services, 
 
 def test_redelivered_job_is_stored_once(services):
     services.acceptor.accept_many([(b"Subject: once\r\n\r\nbody\r\n", Envelope("a@x.org", ["b@x.org"]))])
-    (job,) = services.queue.claim(INGEST_QUEUE, 10)
+    (job,) = claim_all(services, 1)
     assert services.ingest.store([job]) == 1
     # The consumer died before acking: the same job comes back, perhaps twice in one batch.
     assert services.ingest.store([job, job]) == 0
@@ -65,7 +65,7 @@ def test_redelivered_job_is_stored_once(services):
 def test_a_poison_job_is_isolated_and_dead_lettered(services, monkeypatch):
     services.acceptor.accept_many([(f"Subject: m{i}\r\n\r\nx\r\n".encode(), Envelope("a@x.org", ["b@x.org"]))
                                    for i in range(3)])
-    jobs = services.queue.claim(INGEST_QUEUE, 10)
+    jobs = claim_all(services, 3)
     # One job points at content that has vanished: a permanent failure for that job alone.
     services.content.delete_many([jobs[1].payload["rawKey"]])
     services.queue.ack([])

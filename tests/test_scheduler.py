@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from conftest import claim_all
 from logmail.daemon.jobs import DAY_MS, RetentionJob
 from logmail.daemon.scheduler import JobRunner, ScheduledJob
 from logmail.services.accept import INGEST_QUEUE, Envelope
@@ -123,7 +124,7 @@ def test_a_failing_job_releases_its_lease_and_is_logged(services, caplog):
 def store_messages(services, received: list[int]) -> None:
     ids = services.acceptor.accept_many([(f"Subject: m{i}\r\n\r\nx\r\n".encode(), Envelope("a@x.org", ["b@x.org"]))
                                          for i in range(len(received))])
-    jobs = services.queue.claim(INGEST_QUEUE, 100)
+    jobs = claim_all(services, len(received))
     by_id = dict(zip(ids, received))
     for job in jobs:
         job.payload["receivedAt"] = by_id[job.payload["ingestId"]]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from logmail.services.accept import INGEST_QUEUE, Envelope
+from conftest import claim_all
+from logmail.services.accept import Envelope
 from logmail.services.container import build_services
 from logmail.store import messages as repo
 from logmail.store.models import Organization
@@ -30,7 +31,9 @@ def test_two_organisations_never_see_each_others_mail(services):
             items.append((f"Subject: invoice {org}-{i}\r\nFrom: billing@example.com\r\n\r\ninvoice body\r\n".encode(),
                           Envelope("billing@example.com", ["ap@example.com"], organization_id=org)))
     services.acceptor.accept_many(items)
-    services.ingest.store(services.queue.claim(INGEST_QUEUE, 100))
+    jobs = claim_all(services, len(items))
+    services.ingest.store(jobs)
+    services.queue.ack(jobs)
 
     def listing(org, **flt):
         with services.db.read() as session:

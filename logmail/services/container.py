@@ -17,6 +17,7 @@ from logmail.services.ingest import IngestService
 from logmail.services.messages import MessageService
 from logmail.services.retention import RetentionService
 from logmail.services.tokens import TokenAuthenticator
+from logmail.store.cache import Cache, open_cache
 from logmail.store.content import ContentStore, open_content_store
 from logmail.store.database import Database
 
@@ -48,13 +49,20 @@ class Services:
         return RetentionService(self.db, self.content)
 
     @cached_property
+    def cache(self) -> Cache:
+        c = self.settings.cache
+        return open_cache(c.url, prefix=c.prefix, retry_interval=c.retry_interval)
+
+    @cached_property
     def tokens(self) -> TokenAuthenticator:
-        return TokenAuthenticator(self.db)
+        return TokenAuthenticator(self.db, self.cache)
 
     def close(self) -> None:
         if "acceptor" in self.__dict__:
             self.acceptor.close()
         self.queue.close()
+        if "cache" in self.__dict__:
+            self.cache.close()
         self.content.close()
         self.db.dispose()
 

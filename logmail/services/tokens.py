@@ -7,19 +7,20 @@ the lookup by hash is a single indexed query.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
-import threading
-import time
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
+from logmail.store.cache import Cache, MemoryCache
 from logmail.store.database import Database
 from logmail.store.models import ApiToken, Organization, now_ms
 
 TOKEN_PREFIX = "lm_"
 ALL_SCOPES = ("read", "write", "ingest", "admin")
 _CACHE_SECONDS = 10.0
+_NEGATIVE_CACHE_SECONDS = 2.0
 _LAST_USED_GRANULARITY_MS = 60_000
 
 
@@ -53,30 +54,28 @@ def create_token(db: Database, organization_id: int, name: str, *, scopes=ALL_SC
 
 
 class TokenAuthenticator:
-    """Resolves bearer tokens, with a short cache so that busy clients cost one lookup per few seconds."""
+    """Resolves bearer tokens. Decisions are cached for a few seconds in the shared cache (Redis
+    when configured, so every daemon benefits), so busy clients cost one lookup per few seconds."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cache: Cache | None = None) -> None:
         self.db = db
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
-        self._lock = threading.Lock()
+        self.cache = cache if cache is not None else MemoryCache()
 
     def authenticate(self, token: str) -> Principal | None:
-        digest = hash_token(token)
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(digest)
-        if hit and hit[0] > now:
-            return hit[1]
-        principal = self._lookup(digest)
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[digest] = (now + _CACHE_SECONDS, principal)
+        key = "auth:" + hash_token(token)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return _decode(cached)
+        principal = self._lookup(key[5:])
+        self.cache.set(key, _encode(principal), _CACHE_SECONDS if principal else _NEGATIVE_CACHE_SECONDS)
         return principal
 
-    def forget(self) -> None:
-        with self._lock:
-            self._cache.clear()
+    def forget(self, token: str | None = None) -> None:
+        """Drop cached decisions: one token's, or (in memory) all of them."""
+        if token is not None:
+            self.cache.delete("auth:" + hash_token(token))
+        elif isinstance(self.cache, MemoryCache):
+            self.cache = MemoryCache()
 
     def _lookup(self, digest: str) -> Principal | None:
         now = now_ms()
@@ -96,3 +95,18 @@ class TokenAuthenticator:
                 session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
         return Principal(organization_id=token.organization_id, organization_uuid=org_uuid, user_id=token.user_id,
                          token_id=token.id, scopes=frozenset(s for s in token.scopes.split(",") if s))
+
+
+def _encode(principal: Principal | None) -> bytes:
+    if principal is None:
+        return b"-"
+    return json.dumps([principal.organization_id, principal.organization_uuid, principal.user_id,
+                       principal.token_id, sorted(principal.scopes)]).encode()
+
+
+def _decode(data: bytes) -> Principal | None:
+    if data == b"-":
+        return None
+    org, org_uuid, user, token_id, scopes = json.loads(data)
+    return Principal(organization_id=org, organization_uuid=org_uuid, user_id=user, token_id=token_id,
+                     scopes=frozenset(scopes))
