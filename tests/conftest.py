@@ -64,6 +64,37 @@ def amqp_url() -> str:
     return _rabbit["url"]
 
 
+_queue_prefixes: list[str] = []
+
+
+def _new_queue_prefix() -> str:
+    prefix = f"lm-{uuid.uuid4().hex[:12]}"
+    _queue_prefixes.append(prefix)
+    return prefix
+
+
+@pytest.fixture(autouse=True)
+def _delete_test_queues():
+    """Each test's RabbitMQ queues go when it ends: hundreds of idle quorum queues slow a broker down."""
+    yield
+    if not _queue_prefixes:
+        return
+    import pika
+
+    from logmail.queue.rabbitmq import RabbitQueue
+
+    prefixes, _queue_prefixes[:] = list(_queue_prefixes), []
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url()))
+    try:
+        channel = conn.channel()
+        for prefix in prefixes:
+            names = RabbitQueue(amqp_url(), prefix=prefix, max_attempts=5, retry_base_delay=0.05).queue_names("ingest")
+            for name in names:
+                channel.queue_delete(name)
+    finally:
+        conn.close()
+
+
 def pytest_sessionfinish(session, exitstatus):
     if "vhost" in _rabbit:
         from rabbit_peer import delete_vhost
@@ -88,7 +119,7 @@ def production_overrides() -> dict:
     return {
         "database": {"url": mariadb_database()},
         "content": {"url": mongo_url()},
-        "queue": {"url": amqp_url(), "prefix": f"lm-{uuid.uuid4().hex[:12]}"},
+        "queue": {"url": amqp_url(), "prefix": _new_queue_prefix()},
         "cache": {"url": "redis://127.0.0.1:6379/0", "prefix": f"logmail-test:{uuid.uuid4().hex[:12]}:"},
     }
 

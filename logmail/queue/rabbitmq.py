@@ -214,6 +214,10 @@ class RabbitQueue:
     def _delay_names(self, queue: str) -> dict[int, str]:
         return {ms: self._name(queue, f".delay.{ms}") for ms in sorted({*self.delays_ms, *RELEASE_STEPS_MS})}
 
+    def queue_names(self, queue: str) -> list[str]:
+        """Every RabbitMQ queue behind the logical queue ``queue``: work, dead letters, delays."""
+        return [self._name(queue), self._name(queue, ".dead"), *self._delay_names(queue).values()]
+
     def _declare(self, link: _Link, queue: str) -> None:
         if queue in link.declared:
             return
