@@ -124,12 +124,23 @@ def production_overrides() -> dict:
     }
 
 
-def write_config(path: Path, data: dict) -> Path:
-    """Write a logmail.toml for a daemon started as a process, on the stack under test."""
-    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
-    if STACK == "production":
-        for section, values in production_overrides().items():
-            data.setdefault(section, {}).update(values)
+def stack_overrides() -> dict:
+    """The engines of the stack under test; share one result between daemons of one installation."""
+    return production_overrides() if STACK == "production" else {}
+
+
+def write_config(path: Path, data: dict, *, stack: dict | None = None) -> Path:
+    """Write a logmail.toml for a daemon started as a process, on the stack under test. Values the
+    test gives win over the stack's."""
+    merged: dict = {}
+    for section, values in (stack_overrides() if stack is None else stack).items():
+        merged[section] = dict(values)
+    for key, value in data.items():
+        if isinstance(value, dict):
+            merged.setdefault(key, {}).update(value)
+        else:
+            merged[key] = value
+    data = merged
     lines = [f"{k} = {json.dumps(v)}" for k, v in data.items() if not isinstance(v, dict)]
     for section, values in data.items():
         if isinstance(values, dict):

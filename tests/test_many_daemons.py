@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import mariadb_database, write_config
+from conftest import mariadb_database, stack_overrides, write_config
 from mongo_peer import start_mongo_peer
 from test_durability import free_port, start_daemon, wait_healthy
 
@@ -29,6 +29,7 @@ def mongo():
 
 def test_sigkill_one_of_three_daemons(tmp_path, mongo):
     database, content = mariadb_database(), mongo.url_for("lm_many")
+    stack = stack_overrides()  # one set of engines for all three daemons
     daemons = []
     for n in range(3):
         smtp_port, api_port = free_port(), free_port()
@@ -37,7 +38,7 @@ def test_sigkill_one_of_three_daemons(tmp_path, mongo):
             "smtp": {"port": smtp_port}, "api": {"port": api_port}, "ingest": {"workers": 1},
             "queue": {"lease_seconds": 3, "poll_interval": 0.05},
             "database": {"url": database}, "content": {"url": content},
-        })
+        }, stack=stack)
         proc = start_daemon(cfg, tmp_path / f"d{n}.log")
         daemons.append((proc, smtp_port, api_port))
         wait_healthy(api_port, proc)  # one after the other: the first migrates the schema
@@ -79,9 +80,10 @@ def test_sigkill_one_of_three_daemons(tmp_path, mongo):
     token = (tmp_path / "data1" / "owner.token").read_text().strip()
     api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", headers={"Authorization": f"Bearer {token}"},
                        timeout=30)
-    deadline = time.monotonic() + 60
-    while api.get("/messages", params={"limit": 1}).json()["pagination"]["total"] < len(acknowledged):
-        assert time.monotonic() < deadline, "the survivors did not finish the killed daemon's work"
+    deadline = time.monotonic() + 120
+    while (total := api.get("/messages", params={"limit": 1}).json()["pagination"]["total"]) < len(acknowledged):
+        assert time.monotonic() < deadline, (f"the survivors did not finish the killed daemon's work: "
+                                             f"{total} of {len(acknowledged)} stored")
         time.sleep(0.3)
     subjects, cursor = [], None
     while True:
