@@ -194,3 +194,18 @@ def test_daemon_refuses_platform_mode_until_it_exists(tmp_path):
     result = runner.invoke(app, ["daemon", "--config", str(cfg)])
     assert result.exit_code == 1
     assert 'mode = "platform" is not available' in result.output
+
+
+def test_queue_commands_report_an_unreachable_queue_in_one_line(tmp_path):
+    cfg = tmp_path / "logmail.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "data"}"\n[queue]\nurl = "amqp://guest:guest@127.0.0.1:1/%2F"\n')
+    result = runner.invoke(app, ["queue", "status", "--config", str(cfg)])
+    assert result.exit_code == 1
+    assert result.output.startswith("logmail: ") and "Traceback" not in result.output
+
+
+def test_ingest_defers_on_a_queue_url_the_driver_cannot_parse(tmp_path):
+    cfg = tmp_path / "logmail.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "data"}"\n[queue]\nurl = "amqp://guest:guest@127.0.0.1:notaport/x"\n')
+    result = runner.invoke(app, ["ingest", "-", "--config", str(cfg)], input=EML)
+    assert result.exit_code == EX_TEMPFAIL, result.output

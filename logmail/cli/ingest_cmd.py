@@ -36,7 +36,7 @@ def ingest(
       logmail ingest message.eml archive.mbox
       cat message.eml | logmail ingest -f sender@example.com -r someone@example.com -
     """
-    from logmail.errors import LogmailError, TemporaryError
+    from logmail.errors import LogmailError
     from logmail.logs import configure_logging
     from logmail.services.ingest_files import read_messages
     from logmail.services.accept import Envelope
@@ -62,10 +62,10 @@ def ingest(
         _exit(EX_DATAERR, "no message found in the input")
     try:
         services = build_services(settings)
-    except TemporaryError as exc:
-        _exit(EX_TEMPFAIL, exc.message)
     except LogmailError as exc:
         _exit(EX_TEMPFAIL, exc.message)
+    except Exception as exc:  # e.g. a URL the driver cannot parse: the operator's to fix, so defer
+        _exit(EX_TEMPFAIL, f"cannot open logmail's storage: {type(exc).__name__}: {exc}")
     stored = 0
     try:
         for i in range(0, len(batches), BATCH):

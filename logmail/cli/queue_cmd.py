@@ -22,6 +22,18 @@ def _services(config):
         fail(exc.message)
 
 
+def _run(services, fn):
+    """Run one queue operation; an unreachable queue is a one-line error, not a traceback."""
+    from logmail.errors import LogmailError
+
+    try:
+        return fn()
+    except LogmailError as exc:
+        fail(exc.message)
+    finally:
+        services.close()
+
+
 @app.command("status")
 def status(config: ConfigOption = None, queue: QueueName = "ingest",
            as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
@@ -30,11 +42,8 @@ def status(config: ConfigOption = None, queue: QueueName = "ingest",
     Example: logmail queue status --json
     """
     services = _services(config)
-    try:
-        data = {"queue": queue, "ready": services.queue.depth(queue),
-                "dead": len(services.queue.dead_letters(queue, limit=100_000))}
-    finally:
-        services.close()
+    data = _run(services, lambda: {"queue": queue, "ready": services.queue.depth(queue),
+                                   "dead": len(services.queue.dead_letters(queue, limit=100_000))})
     typer.echo(json.dumps(data) if as_json else f"{queue}: {data['ready']} waiting, {data['dead']} dead-lettered")
 
 
@@ -46,10 +55,7 @@ def dead(config: ConfigOption = None, queue: QueueName = "ingest", limit: int = 
     Example: logmail queue dead --limit 10
     """
     services = _services(config)
-    try:
-        letters = services.queue.dead_letters(queue, limit=limit)
-    finally:
-        services.close()
+    letters = _run(services, lambda: services.queue.dead_letters(queue, limit=limit))
     if as_json:
         typer.echo(json.dumps([{"id": d.id, "attempts": d.attempts, "error": d.error, "payload": d.payload,
                                 "createdAt": d.created_at} for d in letters]))
@@ -70,8 +76,5 @@ def replay(config: ConfigOption = None, queue: QueueName = "ingest",
     Example: logmail queue replay 42 43
     """
     services = _services(config)
-    try:
-        n = services.queue.replay(queue, job_id or None)
-    finally:
-        services.close()
+    n = _run(services, lambda: services.queue.replay(queue, job_id or None))
     typer.echo(f"replayed {n} job(s)")

@@ -90,13 +90,13 @@ class OutboxQueue:
                          .values(available_at=self.clock() + int(delay * 1000), lease_owner=None))
 
     def depth(self, queue: str) -> int:
-        with self.db.engine.connect() as conn:
+        with self.db.connect() as conn:
             return conn.execute(
                 select(func.count()).select_from(JobRow).where(JobRow.queue == queue, JobRow.status == "ready")
             ).scalar_one()
 
     def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
-        with self.db.engine.connect() as conn:
+        with self.db.connect() as conn:
             rows = conn.execute(
                 select(JobRow).where(JobRow.queue == queue, JobRow.status == "dead").order_by(JobRow.id).limit(limit)
             ).all()

@@ -40,7 +40,7 @@ class IngestService:
 
     def store(self, jobs: list[Job]) -> int:
         """Store a batch of accepted messages; returns how many were new. Raises on storage trouble."""
-        with self.db.engine.connect() as conn:
+        with self.db.connect() as conn:
             seen = repo.existing_ingest_ids(conn, [(self._org(j), j.payload["ingestId"]) for j in jobs])
         prepared = [self._prepare(j) for j in jobs if (self._org(j), j.payload["ingestId"]) not in seen]
         if not prepared:

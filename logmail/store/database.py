@@ -68,6 +68,12 @@ class Database:
             yield session
 
     @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A Core connection for reading, with outages turned into StorageUnavailableError."""
+        with _translated_errors(), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
     def write(self) -> Iterator[Session]:
         """A session whose transaction commits when the block ends without an exception."""
         with _translated_errors(), self.write_sessions() as session, session.begin():
