@@ -63,6 +63,22 @@ def test_sigkill_one_of_three_daemons(tmp_path, mongo):
                     return  # the killed daemon's clients stop; the others keep going
                 time.sleep(0.1)
 
+    try:
+        _stream_kill_and_check(tmp_path, daemons, stream, acknowledged, stop)
+    finally:
+        for proc, _, _ in daemons:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc, _, _ in daemons:
+            try:
+                proc.wait(timeout=60)
+            except Exception:
+                os.killpg(proc.pid, signal.SIGKILL)
+    for proc, _, _ in daemons[1:]:
+        assert proc.returncode == 0
+
+
+def _stream_kill_and_check(tmp_path, daemons, stream, acknowledged, stop) -> None:
     threads = [threading.Thread(target=stream, args=(w, daemons[w % 3][1])) for w in range(6)]
     for t in threads:
         t.start()
@@ -93,7 +109,3 @@ def test_sigkill_one_of_three_daemons(tmp_path, mongo):
         if not cursor:
             break
     assert sorted(subjects) == sorted(acknowledged), "lost or doubled messages"
-    for proc, _, _ in daemons[1:]:
-        proc.send_signal(signal.SIGINT)
-    for proc, _, _ in daemons[1:]:
-        assert proc.wait(timeout=60) == 0
