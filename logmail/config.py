@@ -63,6 +63,38 @@ class ApiSettings:
     enabled: bool = setting(True, "Run the REST API in `logmail daemon`.")
     max_body_size: int = setting(30 * MiB, "Largest request body accepted, in bytes (larger gets 413).")
     request_timeout: int = setting(60, "Seconds a request may take before it is answered with 503.")
+    cors_origins: list[str] = setting([], "Browser origins allowed to call the API from their pages (CORS), e.g. "
+                                          "[\"https://app.example.com\"]; from the environment, comma-separated. "
+                                          "Empty: no CORS headers at all.")
+
+
+@dataclass
+class AuthSettings:
+    open_registration: bool = setting(False, "Let anyone create an account and a new organisation with "
+                                             "POST /auth/register. Off: only admins (POST /users) create users.")
+    jwt_secret: str = setting("", "Key that signs access tokens (HS256), at least 32 characters. Empty: a random "
+                                  "key is made on first start in `<data_dir>/jwt.key`; daemons on several "
+                                  "machines must then share one key set here.", secret=True)
+    access_token_lifetime_minutes: int = setting(15, "Minutes an access token (JWT) is valid.")
+    refresh_token_lifetime_days: int = setting(30, "Days a refresh token is valid; each refresh issues a new one.")
+    session_absolute_limit_days: int = setting(90, "Days after login when a session ends however often it is "
+                                                   "refreshed: rotation never extends it.")
+    session_idle_limit_days: int = setting(30, "Days without a refresh after which a session ends.")
+    refresh_reuse_leeway_seconds: int = setting(5, "Seconds in which the refresh token just replaced is still "
+                                                   "accepted (two browser tabs refreshing at once); any other "
+                                                   "reuse ends the session.")
+    login_attempts_per_account: int = setting(5, "Login attempts allowed per account in login_attempt_window_minutes.")
+    login_attempts_per_address: int = setting(20, "Login attempts allowed per client address in "
+                                                  "login_attempt_window_minutes.")
+    login_attempt_window_minutes: int = setting(15, "Sliding window of the login attempt limits, in minutes.")
+    rate_limit_per_minute: int = setting(50, "Requests per minute allowed per user or API token (and per client "
+                                             "address on the unauthenticated /auth endpoints); 0 turns it off.")
+    password_min_length: int = setting(10, "Shortest password accepted for a new user.")
+    trust_headers: bool = setting(False, "Take the caller from the X-Tenant-ID and X-User-ID headers (set by a "
+                                         "trusted gateway) when a request has no bearer token. Refused unless the "
+                                         "API listens on loopback only or behind_tls_proxy is true.")
+    behind_tls_proxy: bool = setting(False, "The API is reached only through a reverse proxy that terminates TLS: "
+                                            "trust its X-Forwarded-Proto and X-Forwarded-For headers.")
 
 
 @dataclass
@@ -130,6 +162,7 @@ class Settings:
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", "Logging threshold.")
     smtp: SmtpSettings = section(SmtpSettings)
     api: ApiSettings = section(ApiSettings)
+    auth: AuthSettings = section(AuthSettings)
     database: DatabaseSettings = section(DatabaseSettings)
     content: ContentSettings = section(ContentSettings)
     queue: QueueSettings = section(QueueSettings)
@@ -196,6 +229,12 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"{where} must be a string, not {value!r}")
         return str(value)
+    if origin is list and get_args(annotation) == (str,):
+        if isinstance(value, str):  # from the environment: comma-separated
+            return [item.strip() for item in value.split(",") if item.strip()]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{where} must be a list of strings, not {value!r}")
+        return list(value)
     return value
 
 

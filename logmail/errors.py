@@ -7,6 +7,8 @@ internal error whose details stay in the log.
 
 from __future__ import annotations
 
+import math
+
 
 class LogmailError(Exception):
     """Base of every deliberate logmail error; ``message`` is safe to show to the caller."""
@@ -18,6 +20,11 @@ class LogmailError(Exception):
     def __init__(self, message: str | None = None) -> None:
         self.message = message or self.error
         super().__init__(self.message)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Extra HTTP headers the response must carry."""
+        return {}
 
 
 class ConfigError(LogmailError):
@@ -33,6 +40,10 @@ class BadRequestError(LogmailError):
 class UnauthorisedError(LogmailError):
     status = 401
     error = "Unauthorised"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="logmail"'}
 
 
 class ForbiddenError(LogmailError):
@@ -54,6 +65,28 @@ class PayloadTooLargeError(LogmailError):
     status = 413
     error = "Payload too large"
     smtp_reply = "552 5.3.4 Message size exceeds fixed maximum message size"
+
+
+class RateLimitedError(LogmailError):
+    """Too many requests: ``retry_after`` says how many seconds to wait (sent as ``Retry-After``)."""
+
+    status = 429
+    error = "Rate limit exceeded"
+
+    def __init__(self, message: str | None = None, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        # Whole seconds, at least one: a client told "0" would retry at once and be refused again.
+        self.retry_after = max(1, math.ceil(retry_after))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class TooManyAttemptsError(RateLimitedError):
+    """Too many login attempts for one account or from one address."""
+
+    error = "Too many attempts"
 
 
 class UnusableInputError(LogmailError):

@@ -47,3 +47,23 @@ def test_daemons_starting_together_migrate_once(tmp_path):
     with db.engine.connect() as conn:  # the lock was released: it can be taken at once
         assert conn.exec_driver_sql("SELECT GET_LOCK('logmail_migrations', 0)").scalar() == 1
     db.dispose()
+
+
+def test_sessions_and_audit_migration_goes_down_and_up_again(tmp_path):
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from logmail.store.migrate import alembic_config
+
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    upgrade(db)
+    new_tables = {"sessions", "refresh_tokens", "security_events", "audit_log"}
+    assert new_tables <= set(inspect(db.engine).get_table_names())
+    cfg = alembic_config()
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0002")
+    assert not new_tables & set(inspect(db.engine).get_table_names())
+    assert upgrade(db) is True
+    assert new_tables <= set(inspect(db.engine).get_table_names())
+    db.dispose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,15 +68,30 @@ def _token_file_valid(db: Database, token_file: Path) -> bool:
     return False
 
 
-def write_secret_file(path: Path, content: str) -> None:
-    """Create a file only its owner can read, atomically, never briefly world-readable."""
+def write_secret_file(path: Path, content: str, *, replace: bool = True) -> bool:
+    """Create a file only its owner can read, atomically, never briefly world-readable.
+
+    With ``replace=False`` an existing file wins and False is returned: a hard link publishes the new
+    file only if nothing is there yet, so concurrent writers agree on one content.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, content.encode())
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    try:
+        os.chmod(tmp, 0o600)
+        if replace:
+            os.replace(tmp, path)
+            return True
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -12,11 +12,14 @@ from logmail.config import Settings
 from logmail.errors import StorageUnavailableError
 from logmail.queue.base import WorkQueue, open_queue
 from logmail.services.accept import DurableAcceptor
+from logmail.services.api_tokens import ApiTokenService
+from logmail.services.auth import AuthService
 from logmail.services.bootstrap import BootstrapResult, bootstrap
 from logmail.services.ingest import IngestService
 from logmail.services.messages import MessageService
 from logmail.services.retention import RetentionService
 from logmail.services.tokens import TokenAuthenticator
+from logmail.services.users import UserService
 from logmail.store.cache import Cache, open_cache
 from logmail.store.content import ContentStore, open_content_store
 from logmail.store.database import Database
@@ -42,7 +45,7 @@ class Services:
 
     @cached_property
     def messages(self) -> MessageService:
-        return MessageService(self.db, self.content)
+        return MessageService(self.db, self.content, audit=self.auth.audit, events=self.auth.events)
 
     @cached_property
     def retention(self) -> RetentionService:
@@ -54,8 +57,23 @@ class Services:
         return open_cache(c.url, prefix=c.prefix, retry_interval=c.retry_interval)
 
     @cached_property
+    def auth(self) -> AuthService:
+        """Logins, sessions and the clock every auth decision reads (swap ``auth.clock`` to move time)."""
+        return AuthService(self.settings, self.db, self.cache)
+
+    @cached_property
     def tokens(self) -> TokenAuthenticator:
-        return TokenAuthenticator(self.db, self.cache)
+        return TokenAuthenticator(self.db, self.cache, clock=self.auth.now)
+
+    @cached_property
+    def api_tokens(self) -> ApiTokenService:
+        return ApiTokenService(self.db, self.tokens, self.auth.audit, self.auth.events, self.auth.now)
+
+    @cached_property
+    def users(self) -> UserService:
+        a = self.auth
+        return UserService(self.db, a.passwords, a.audit, a.events, a.sessions, self.tokens, self.settings.auth, a.now,
+                           self.cache)
 
     def close(self) -> None:
         if "acceptor" in self.__dict__:

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from logmail.errors import NotFoundError
-from logmail.services.tokens import Principal
+from logmail.services.audit import MESSAGE_DELETED, AuditLog
+from logmail.services.principal import Principal
+from logmail.services.security_events import SecurityEvents
 from logmail.store import messages as repo
 from logmail.store.content import ContentStore
 from logmail.store.database import Database
@@ -48,9 +50,18 @@ def summary_json(row: Any) -> dict[str, Any]:
 
 
 class MessageService:
-    def __init__(self, db: Database, content: ContentStore) -> None:
+    def __init__(self, db: Database, content: ContentStore, *, audit: AuditLog | None = None,
+                 events: SecurityEvents | None = None) -> None:
         self.db = db
         self.content = content
+        self.audit = audit
+        self.events = events
+
+    def _not_found(self, who: Principal, kind: str, public_id: str) -> NotFoundError:
+        """404; recorded as a cross-tenant probe when the id is another organisation's."""
+        if self.events is None:
+            return NotFoundError(f"{kind} not found")
+        return self.events.not_found(who, kind, public_id, f"{kind} not found")
 
     def list(self, who: Principal, flt: repo.MessageFilter, *, limit: int, offset: int, cursor: int | None):
         with self.db.read() as session:
@@ -60,9 +71,9 @@ class MessageService:
     def get(self, who: Principal, message_uuid: str) -> dict[str, Any]:
         with self.db.read() as session:
             msg = repo.get_message(session, who.organization_id, message_uuid)
-            if msg is None:
-                raise NotFoundError("message not found")
-            atts = repo.get_attachments(session, who.organization_id, msg.id)
+            atts = repo.get_attachments(session, who.organization_id, msg.id) if msg is not None else []
+        if msg is None:
+            raise self._not_found(who, "message", message_uuid)
         body = {"headers": [], "text": None, "html": None}
         if msg.body_key:
             body = json.loads(self.content.get(msg.body_key))
@@ -84,24 +95,32 @@ class MessageService:
     def raw(self, who: Principal, message_uuid: str) -> Download:
         with self.db.read() as session:
             msg = repo.get_message(session, who.organization_id, message_uuid)
-            if msg is None:
-                raise NotFoundError("message not found")
+        if msg is None:
+            raise self._not_found(who, "message", message_uuid)
         return Download(self.content.get(msg.raw_key), "message/rfc822", f"{msg.uuid}.eml")
 
     def attachment(self, who: Principal, message_uuid: str, attachment_uuid: str) -> Download:
         with self.db.read() as session:
             att = repo.get_attachment(session, who.organization_id, message_uuid, attachment_uuid)
-            if att is None:
-                raise NotFoundError("attachment not found")
+            msg = None if att is not None else repo.get_message(session, who.organization_id, message_uuid)
+        if att is None:
+            if msg is None:
+                raise self._not_found(who, "message", message_uuid)
+            raise self._not_found(who, "attachment", attachment_uuid)
         name = att.filename or f"attachment-{att.position + 1}"
         return Download(self.content.get(att.content_key), att.content_type, name)
 
     def delete(self, who: Principal, message_uuid: str) -> None:
+        keys: list[str] = []
         with self.db.write() as session:
             msg = repo.get_message(session, who.organization_id, message_uuid)
-            if msg is None:
-                raise NotFoundError("message not found")
-            keys = repo.delete_message(session, who.organization_id, msg)
+            if msg is not None:
+                keys = repo.delete_message(session, who.organization_id, msg)
+                if self.audit is not None:
+                    self.audit.add(session, who, MESSAGE_DELETED, target_type="message", target_id=message_uuid,
+                                   details={"subject": msg.subject[:200]})
+        if msg is None:
+            raise self._not_found(who, "message", message_uuid)
         # After the commit: a crash here leaves unreachable blobs, never rows pointing at nothing.
         try:
             self.content.delete_many(keys)

@@ -84,7 +84,7 @@ class ApiToken(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of a 256-bit random token
     prefix: Mapped[str] = mapped_column(String(16))  # shown in listings so people can tell tokens apart
@@ -192,3 +192,102 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     owner: Mapped[str] = mapped_column(String(100))
     expires_at: Mapped[int] = mapped_column(EpochMs)
+
+
+class UserSession(Base):
+    """One login on one device: the family of refresh tokens that rotate from it.
+
+    ``expires_at`` is the absolute limit, fixed at login; rotation never moves it. The session ends
+    (``revoked_at``) on logout, on refresh-token reuse, on a change of device, or when a limit passes.
+    """
+
+    __tablename__ = "sessions"
+    __table_args__ = (
+        Index("ix_sessions_user_revoked", "user_id", "revoked_at"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    device_fingerprint: Mapped[str] = mapped_column(String(64))  # "firefox/linux": family and platform only
+    device_label: Mapped[str] = mapped_column(String(100))       # "Firefox on Linux"
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+    created_ip: Mapped[str] = mapped_column(String(45), default="")
+    last_ip: Mapped[str] = mapped_column(String(45), default="")
+    created_at: Mapped[int] = mapped_column(EpochMs)
+    last_seen_at: Mapped[int] = mapped_column(EpochMs)
+    expires_at: Mapped[int] = mapped_column(EpochMs)
+    revoked_at: Mapped[int | None] = mapped_column(EpochMs)
+    revoked_reason: Mapped[str | None] = mapped_column(String(40))
+
+
+class RefreshToken(Base):
+    """One opaque refresh token of a session, stored as its SHA-256 hash.
+
+    The session's current token has ``rotated_at`` NULL; a rotated one points at its successor, so
+    "the immediately previous token" is the one whose successor is current.
+    """
+
+    __tablename__ = "refresh_tokens"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[int] = mapped_column(EpochMs)
+    expires_at: Mapped[int] = mapped_column(EpochMs)
+    rotated_at: Mapped[int | None] = mapped_column(EpochMs)
+    successor_id: Mapped[int | None] = mapped_column(BigId)
+
+
+class SecurityEvent(Base):
+    """An authentication or isolation decision: logins, refresh outcomes, revocations, probes.
+
+    ``organization_id`` is NULL only for events about no known account (a login for an unknown email).
+    """
+
+    __tablename__ = "security_events"
+    __table_args__ = (
+        Index("ix_security_events_user_created", "user_id", "created_at"),
+        Index("ix_security_events_org_created", "organization_id", "created_at"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    organization_id: Mapped[int | None] = mapped_column(BigId)  # no foreign key: the trail outlives what it names
+    user_id: Mapped[int | None] = mapped_column(BigId)
+    user_uuid: Mapped[str | None] = mapped_column(String(36))
+    session_uuid: Mapped[str | None] = mapped_column(String(36))
+    event: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JsonText, default=dict)
+    created_at: Mapped[int] = mapped_column(EpochMs)
+
+
+class AuditEntry(Base):
+    """A user action inside an organisation, appended in the transaction that made the change."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_org_created", "organization_id", "created_at"),
+        Index("ix_audit_org_actor_created", "organization_id", "actor_user_uuid", "created_at"),
+        Index("ix_audit_org_action_created", "organization_id", "action", "created_at"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    actor_user_uuid: Mapped[str | None] = mapped_column(String(36))   # uuids, not keys: users may be deleted
+    actor_token_uuid: Mapped[str | None] = mapped_column(String(36))
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str | None] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(36))
+    details: Mapped[dict[str, Any]] = mapped_column(JsonText, default=dict)
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    created_at: Mapped[int] = mapped_column(EpochMs)

@@ -1,0 +1,56 @@
+"""The audit log: what users did inside their organisation, written in the transaction that did it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from logmail.services.principal import Principal
+from logmail.store import audit as repo
+from logmail.store.database import Database
+from logmail.store.models import AuditEntry
+
+# Actions, in one place, so the log can be filtered by them.
+REGISTER = "auth.register"
+LOGIN = "auth.login"
+LOGOUT = "auth.logout"
+SESSION_REVOKED = "session.revoked"
+SESSIONS_REVOKED = "sessions.revoked"
+TOKEN_CREATED = "token.created"
+TOKEN_REVOKED = "token.revoked"
+USER_CREATED = "user.created"
+USER_DELETED = "user.deleted"
+MESSAGE_DELETED = "message.deleted"
+ACTIONS = (REGISTER, LOGIN, LOGOUT, SESSION_REVOKED, SESSIONS_REVOKED, TOKEN_CREATED, TOKEN_REVOKED, USER_CREATED,
+           USER_DELETED, MESSAGE_DELETED)
+
+
+class AuditLog:
+    def __init__(self, db: Database, clock: Callable[[], int]) -> None:
+        self.db = db
+        self._clock = clock
+
+    def add(self, session: Session, who: Principal, action: str, *, target_type: str | None = None,
+            target_id: str | None = None, details: dict[str, Any] | None = None,
+            organization_id: int | None = None) -> None:
+        """Append an entry for ``who`` inside the caller's transaction, so it commits with the change.
+
+        It goes to the caller's organisation unless ``organization_id`` names the one acted on.
+        """
+        repo.add_entry(session, organization_id or who.organization_id, action=action, created_at=self._clock(),
+                       actor_user_uuid=who.user_uuid, actor_token_uuid=who.token_uuid, target_type=target_type,
+                       target_id=target_id, details=details, ip=who.client_ip)
+
+    def list(self, who: Principal, flt: repo.AuditFilter, *, limit: int, offset: int,
+             ) -> tuple[list[dict[str, Any]], int]:
+        with self.db.read() as session:
+            rows, total = repo.list_entries(session, who.organization_id, flt, limit=limit, offset=offset)
+        return [entry_json(r) for r in rows], total
+
+
+def entry_json(row: AuditEntry) -> dict[str, Any]:
+    return {"id": row.uuid, "action": row.action, "actorUserId": row.actor_user_uuid,
+            "actorTokenId": row.actor_token_uuid, "targetType": row.target_type, "targetId": row.target_id,
+            "details": row.details, "ip": row.ip, "createdAt": row.created_at}
