@@ -7,8 +7,9 @@ import itertools
 from sanic import Sanic
 from sanic.config import Config
 
-from logmail.api import health, messages, openapi
-from logmail.api.auth import install_auth
+from logmail.api import audit, auth_routes, health, messages, openapi, tokens, users
+from logmail.api.authn import install_authentication
+from logmail.api.cors import install_cors
 from logmail.api.errors import install_error_handlers
 
 _names = itertools.count(1)
@@ -26,10 +27,15 @@ def create_app(services) -> Sanic:
     config.FALLBACK_ERROR_FORMAT = "json"
     config.TOUCHUP = False
     config.AUTO_RELOAD = False
+    if settings.auth.behind_tls_proxy:
+        # One proxy in front: its X-Forwarded-For and X-Forwarded-Proto say who the client is and
+        # whether it used TLS. Without the setting those headers are the client's own words, ignored.
+        config.PROXIES_COUNT = 1
     app = Sanic(f"logmail-{next(_names)}", config=config, configure_logging=False)
     app.ctx.services = services
     install_error_handlers(app)
-    install_auth(app)
-    for bp in (health.bp, openapi.bp, messages.bp):
+    install_cors(app, settings.api.cors_origins)  # first: a preflight is answered before authentication
+    install_authentication(app)
+    for bp in (health.bp, openapi.bp, messages.bp, auth_routes.bp, tokens.bp, users.bp, audit.bp):
         app.blueprint(bp)
     return app

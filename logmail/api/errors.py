@@ -23,12 +23,24 @@ def error_response(status: int, error: str, message: str, headers: dict | None =
     return json({"error": error, "message": message}, status=status, headers=headers)
 
 
+def _allowed_methods(request: Request) -> str:
+    """RFC 9110 wants the Allow header on a 405; the router omits it for paths with parameters."""
+    allowed = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        try:
+            request.app.router.get(request.path, method, request.headers.get("host"))
+        except SanicException:
+            continue
+        allowed.append(method)
+    return ", ".join(allowed)
+
+
 def install_error_handlers(app: Sanic) -> None:
     @app.exception(LogmailError)
     async def _logmail_error(request: Request, exc: LogmailError):
         if isinstance(exc, TemporaryError):
             log.warning("%s %s: %s", request.method, request.path, exc.message)
-        return error_response(exc.status, exc.error, exc.message)
+        return error_response(exc.status, exc.error, exc.message, exc.headers or None)
 
     @app.exception(SanicException)
     async def _sanic_error(request: Request, exc: SanicException):
@@ -39,9 +51,11 @@ def install_error_handlers(app: Sanic) -> None:
         message = str(exc) or _SANIC_NAMES.get(status, "error")
         if status == 404:
             message = f"no such endpoint: {request.method} {request.path}"
-        elif status == 405:
+        headers = dict(getattr(exc, "headers", None) or {})
+        if status == 405:
             message = f"{request.method} is not allowed on {request.path}"
-        return error_response(status, _SANIC_NAMES.get(status, "Error"), message, getattr(exc, "headers", None))
+            headers.setdefault("Allow", _allowed_methods(request))
+        return error_response(status, _SANIC_NAMES.get(status, "Error"), message, headers or None)
 
     @app.exception(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -9,32 +9,33 @@ from sanic import Blueprint, Request
 from sanic.response import json
 
 from logmail import __version__
+from logmail.api.openapi_accounts import ACCOUNT_PATHS, ACCOUNT_SCHEMAS
+from logmail.api.openapi_parts import UUID, errors, param
 
 bp = Blueprint("openapi")
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
-_UUID = {"type": "string", "format": "uuid"}
 
 
 def _errors(*codes: int) -> dict:
-    text = {400: "Bad parameters", 401: "Missing or invalid token", 403: "Token lacks the scope",
-            404: "Not found (or another organisation's)", 503: "Storage unavailable; retry"}
-    return {str(c): {"description": text[c], "content": {"application/json": {"schema": _ERROR}}} for c in codes}
+    # Every authenticated endpoint may also answer 429 (the per-user and per-token rate limit).
+    return errors(*codes, 429)
 
 
-def _param(name: str, where: str, schema: dict, description: str, required: bool = False) -> dict:
-    return {"name": name, "in": where, "schema": schema, "description": description, "required": required}
-
-
-_MESSAGE_ID = _param("message_id", "path", _UUID, "Message id", True)
+_MESSAGE_ID = param("message_id", "path", UUID, "Message id", True)
 
 DOCUMENT = {
     "openapi": "3.1.0",
     "info": {"title": "logmail API", "version": __version__,
-             "description": "Captured mail, over HTTP. Every endpoint except /health and /openapi.json needs "
-                            "`Authorization: Bearer <token>`. Times are epoch milliseconds."},
+             "description": "Captured mail, over HTTP. Every endpoint except /health, /openapi.json and the "
+                            "login, registration and refresh endpoints needs `Authorization: Bearer <token>` "
+                            "(an API token or an access token from /auth/login). Times are epoch milliseconds."},
     "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer",
+                       "description": "An API token (lm_...) or an access token (JWT) from /auth/login"},
+            "trustedHeaders": {"type": "apiKey", "in": "header", "name": "X-User-ID",
+                               "description": "Only with auth.trust_headers: X-User-ID and X-Tenant-ID, set by a "
+                                              "trusted gateway"}},
         "schemas": {
             "Error": {"type": "object", "required": ["error", "message"],
                       "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
@@ -42,7 +43,7 @@ DOCUMENT = {
             "Envelope": {"type": "object", "properties": {"mailFrom": {"type": "string"},
                                                           "rcptTo": {"type": "array", "items": {"type": "string"}}}},
             "MessageSummary": {"type": "object", "properties": {
-                "id": _UUID, "messageId": {"type": ["string", "null"]}, "subject": {"type": "string"},
+                "id": UUID, "messageId": {"type": ["string", "null"]}, "subject": {"type": "string"},
                 "from": {"oneOf": [{"$ref": "#/components/schemas/Address"}, {"type": "null"}]},
                 "to": {"type": "array", "items": {"$ref": "#/components/schemas/Address"}},
                 "cc": {"type": "array", "items": {"$ref": "#/components/schemas/Address"}},
@@ -51,7 +52,7 @@ DOCUMENT = {
                 "source": {"type": "string"}, "envelope": {"$ref": "#/components/schemas/Envelope"},
                 "hasParseErrors": {"type": "boolean"}}},
             "Attachment": {"type": "object", "properties": {
-                "id": _UUID, "filename": {"type": ["string", "null"]}, "contentType": {"type": "string"},
+                "id": UUID, "filename": {"type": ["string", "null"]}, "contentType": {"type": "string"},
                 "size": {"type": "integer"}, "contentId": {"type": ["string", "null"]}, "inline": {"type": "boolean"},
                 "sha256": {"type": "string"}}},
             "Message": {"allOf": [{"$ref": "#/components/schemas/MessageSummary"}, {"type": "object", "properties": {
@@ -65,9 +66,10 @@ DOCUMENT = {
             "Pagination": {"type": "object", "properties": {
                 "total": {"type": "integer"}, "limit": {"type": "integer"}, "offset": {"type": "integer"},
                 "nextCursor": {"type": ["string", "null"]}}},
+            **ACCOUNT_SCHEMAS,
         },
     },
-    "security": [{"bearer": []}],
+    "security": [{"bearer": []}, {"trustedHeaders": []}],
     "paths": {
         "/health": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "Alive"}}}},
         "/openapi.json": {"get": {"summary": "This document", "security": [],
@@ -75,14 +77,14 @@ DOCUMENT = {
         "/messages": {"get": {
             "summary": "List messages, newest first",
             "parameters": [
-                _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "Page size"),
-                _param("offset", "query", {"type": "integer", "minimum": 0, "default": 0}, "Rows to skip"),
-                _param("cursor", "query", {"type": "string"}, "nextCursor of the previous page (stable while mail arrives)"),
-                _param("to", "query", {"type": "string"}, "Recipient address (envelope, To or Cc)"),
-                _param("from", "query", {"type": "string"}, "Sender address"),
-                _param("since", "query", {"type": "integer", "minimum": 0}, "Received at or after (epoch ms)"),
-                _param("until", "query", {"type": "integer", "minimum": 0}, "Received before (epoch ms)"),
-                _param("q", "query", {"type": "string"}, "Full-text search over subject, addresses and text"),
+                param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "Page size"),
+                param("offset", "query", {"type": "integer", "minimum": 0, "default": 0}, "Rows to skip"),
+                param("cursor", "query", {"type": "string"}, "nextCursor of the previous page (stable while mail arrives)"),
+                param("to", "query", {"type": "string"}, "Recipient address (envelope, To or Cc)"),
+                param("from", "query", {"type": "string"}, "Sender address"),
+                param("since", "query", {"type": "integer", "minimum": 0}, "Received at or after (epoch ms)"),
+                param("until", "query", {"type": "integer", "minimum": 0}, "Received before (epoch ms)"),
+                param("q", "query", {"type": "string"}, "Full-text search over subject, addresses and text"),
             ],
             "responses": {"200": {"description": "A page of messages", "content": {"application/json": {"schema": {
                 "type": "object", "properties": {
@@ -102,9 +104,10 @@ DOCUMENT = {
                           **_errors(400, 401, 403, 404, 503)}}},
         "/messages/{message_id}/attachments/{attachment_id}": {"get": {
             "summary": "Download one attachment",
-            "parameters": [_MESSAGE_ID, _param("attachment_id", "path", _UUID, "Attachment id", True)],
+            "parameters": [_MESSAGE_ID, param("attachment_id", "path", UUID, "Attachment id", True)],
             "responses": {"200": {"description": "The attachment with its type and filename"},
                           **_errors(400, 401, 403, 404, 503)}}},
+        **ACCOUNT_PATHS,
     },
 }
 

@@ -8,13 +8,14 @@ from sanic import Request
 
 from logmail.errors import BadRequestError
 
+MAX_INT = 2**63 - 1
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 def int_arg(request: Request, name: str, default: int | None = None, *, minimum: int | None = None,
             maximum: int | None = None) -> int | None:
-    value = request.args.get(name)
-    if value is None or value == "":
+    value = _arg(request, name)
+    if value is None:
         return default
     try:
         number = int(value)
@@ -24,6 +25,8 @@ def int_arg(request: Request, name: str, default: int | None = None, *, minimum:
         raise BadRequestError(f"{name} must be at least {minimum}")
     if maximum is not None and number > maximum:
         raise BadRequestError(f"{name} must be at most {maximum}")
+    if not -MAX_INT <= number <= MAX_INT:  # what a database integer holds; beyond it SQL would fail
+        raise BadRequestError(f"{name} must be at most {MAX_INT}")
     return number
 
 
@@ -40,3 +43,22 @@ def uuid_param(value: str, what: str) -> str:
     if not _UUID.match(value):
         raise BadRequestError(f"{what} must be a UUID, not {value[:40]!r}")
     return value.lower()
+
+
+def uuid_arg(request: Request, name: str) -> str | None:
+    value = _arg(request, name)
+    if value is None:
+        return None
+    return uuid_param(value, name)
+
+
+def choice_arg(request: Request, name: str, choices: tuple[str, ...]) -> str | None:
+    value = _arg(request, name)
+    if value is not None and value not in choices:
+        raise BadRequestError(f"{name} must be one of {', '.join(choices)}")
+    return value
+
+
+def _arg(request: Request, name: str) -> str | None:
+    # Blank values kept: "?since=" is a bad number, not an absent one (request.args drops blanks).
+    return request.get_args(keep_blank_values=True).get(name)

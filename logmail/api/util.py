@@ -8,7 +8,7 @@ from functools import partial
 from sanic import Request
 
 from logmail.errors import ForbiddenError
-from logmail.services.tokens import Principal
+from logmail.services.principal import METHOD_TOKEN, Principal
 
 
 async def blocking(fn, *args, **kwargs):
@@ -19,5 +19,7 @@ async def blocking(fn, *args, **kwargs):
 def require(request: Request, scope: str) -> Principal:
     who: Principal = request.ctx.principal
     if not who.can(scope):
-        raise ForbiddenError(f"this token lacks the {scope!r} scope")
+        if who.method == METHOD_TOKEN:
+            raise ForbiddenError(f"this token lacks the {scope!r} scope")
+        raise ForbiddenError(f"this needs the {scope!r} scope, which the role {who.role!r} does not have")
     return who

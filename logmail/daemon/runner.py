@@ -21,6 +21,7 @@ from logmail.config import Settings
 from logmail.daemon import worker
 from logmail.daemon.ingest_consumer import IngestConsumer
 from logmail.errors import ConfigError
+from logmail.services.auth import check_settings as check_auth_settings
 from logmail.services.container import Services, build_services
 
 log = logging.getLogger("logmail.daemon")
@@ -121,6 +122,8 @@ class Daemon:
         s = self.settings
         if s.mode != "local":
             raise ConfigError('mode = "platform" is not available in this version; use mode = "local"')
+        if "api" in self.roles and s.api.enabled:
+            check_auth_settings(s)  # before anything is opened: unsafe settings never serve a request
         self.services = await asyncio.to_thread(build_services, s)
         boot = self.services.boot
         if boot.token_created:
@@ -141,6 +144,7 @@ class Daemon:
         if "api" in self.roles and s.api.enabled:
             from logmail.api.app import create_app
 
+            await asyncio.to_thread(lambda: self.services.auth)  # the signing key now, not on the first request
             sock = bind(s.api.host, s.api.port)
             self.api_port = sock.getsockname()[1]
             app = create_app(self.services)
