@@ -67,3 +67,39 @@ def test_sessions_and_audit_migration_goes_down_and_up_again(tmp_path):
     assert upgrade(db) is True
     assert new_tables <= set(inspect(db.engine).get_table_names())
     db.dispose()
+
+
+@pytest.mark.mariadb
+def test_first_starts_together_create_one_builtin_organisation(tmp_path):
+    from sqlalchemy import func, select
+
+    from logmail.services.bootstrap import ensure_builtin_organization
+    from logmail.store.models import Organization
+
+    url = mariadb_database()
+    db = Database(url)
+    upgrade(db)
+    barrier = threading.Barrier(4)
+    found, errors = [], []
+
+    def start() -> None:
+        own = Database(url)
+        try:
+            barrier.wait()
+            found.append(ensure_builtin_organization(own).id)
+        except Exception as exc:  # pragma: no cover - the assertion below shows it
+            errors.append(exc)
+        finally:
+            own.dispose()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(set(found)) == 1
+    with db.read() as session:
+        assert session.execute(select(func.count()).select_from(Organization)
+                               .where(Organization.is_builtin.is_(True))).scalar_one() == 1
+    db.dispose()

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from logmail.services.tokens import create_token
 from logmail.store.database import Database
@@ -32,15 +34,30 @@ class BootstrapResult:
     token_created: bool
 
 
+# The built-in organisation has a fixed id, so that daemons starting together on an empty database
+# cannot each create one: the unique uuid lets exactly one insert win.
+BUILTIN_ORG_UUID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://logmail.invalid/builtin-organisation"))
+
+
 def ensure_builtin_organization(db: Database) -> Organization:
-    with db.write() as session:
-        org = session.execute(select(Organization).where(Organization.is_builtin.is_(True))).scalar_one_or_none()
-        if org is None:
-            org = Organization(name=BUILTIN_ORG_NAME, is_builtin=True, tier="unlimited")
+    def find() -> Organization | None:
+        with db.read() as session:
+            return session.execute(select(Organization).where(Organization.is_builtin.is_(True))
+                                   .order_by(Organization.id).limit(1)).scalar_one_or_none()
+
+    org = find()
+    if org is not None:
+        return org
+    try:
+        with db.write() as session:
+            org = Organization(uuid=BUILTIN_ORG_UUID, name=BUILTIN_ORG_NAME, is_builtin=True, tier="unlimited")
             session.add(org)
-            session.flush()
-            log.info("created the built-in organisation %s", org.uuid)
-    return org
+        log.info("created the built-in organisation %s", org.uuid)
+        return org
+    except IntegrityError:  # another daemon created it a moment ago
+        org = find()
+        assert org is not None
+        return org
 
 
 def bootstrap(db: Database, data_dir: Path) -> BootstrapResult:
