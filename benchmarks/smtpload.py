@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 
@@ -38,6 +38,7 @@ class LoadResult:
     bytes_sent: int = 0
     connections_opened: int = 0
     pipelining: bool = False
+    ok_by_port: Counter = field(default_factory=Counter)   # port -> messages accepted there
 
     @property
     def failed(self) -> int:
@@ -52,6 +53,7 @@ class LoadResult:
         self.connect_errors.update(other.connect_errors)
         self.bytes_sent += other.bytes_sent
         self.connections_opened += other.connections_opened
+        self.ok_by_port.update(other.ok_by_port)
 
 
 def _reason(code: int, text: bytes, stage: str) -> str:
@@ -143,18 +145,23 @@ class _Connection:
         return failure, t354
 
 
-async def run_load(host: str, port: int, messages: Iterable, connections: int, *, pipelining: bool = True,
-                   timeout: float = 120.0, ehlo: str = "bench.localdomain",
+async def run_load(host: str, port: int | Sequence[int], messages: Iterable, connections: int, *,
+                   pipelining: bool = True, timeout: float = 120.0, ehlo: str = "bench.localdomain",
                    on_progress: Callable[[LoadResult], None] | None = None) -> LoadResult:
     """Send ``messages`` (objects with ``envelope``, ``n_rcpt``, ``data``) over ``connections``
-    concurrent SMTP connections, each taking the next unsent message as soon as it is free."""
+    concurrent SMTP connections, each taking the next unsent message as soon as it is free.
+
+    ``port`` may be a list (several daemons): connection ``i`` goes to ``port[i % len(port)]``, so the
+    connections are spread evenly; the messages are not (a faster daemon takes more of them)."""
+    ports = [port] if isinstance(port, int) else list(port)
     result = LoadResult()
+    ok_by_port = result.ok_by_port
     it = iter(messages)   # shared by the workers: next() never awaits, so no lock is needed
     perf = time.perf_counter
     latencies = result.latencies
     envelope_latencies = result.envelope_latencies
 
-    async def worker() -> None:
+    async def worker(port: int) -> None:
         conn = _Connection(host, port, ehlo)
         broken = 0
         while True:
@@ -198,12 +205,13 @@ async def run_load(host: str, port: int, messages: Iterable, connections: int, *
                 result.ok += 1
                 result.last_ok = t1
                 result.bytes_sent += len(msg.data)
+                ok_by_port[port] += 1
             else:
                 result.failures[failure] += 1
             if on_progress is not None:
                 on_progress(result)
 
     result.started = perf()
-    await asyncio.gather(*(worker() for _ in range(connections)))
+    await asyncio.gather(*(worker(ports[i % len(ports)]) for i in range(connections)))
     result.finished = perf()
     return result
