@@ -191,3 +191,9 @@ def test_a_stale_owner_token_file_is_replaced(settings):
         assert second.boot.token_created
     finally:
         second.close()
+
+
+def test_a_new_data_directory_is_private(settings):
+    s = build_services(settings)
+    s.close()
+    assert stat.S_IMODE(os.stat(settings.data_path).st_mode) == 0o700

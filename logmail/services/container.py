@@ -99,7 +99,11 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
 
 
 def _build(settings: Settings, migrate: bool) -> Services:
-    settings.data_path.mkdir(parents=True, exist_ok=True)
+    try:
+        # It holds the mail itself, the databases, keys and owner.token: only logmail's user may look.
+        settings.data_path.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        pass  # an existing directory keeps the permissions its operator gave it
     db = Database(settings.database_url, synchronous=settings.database.sqlite_synchronous,
                   pool_size=settings.database.pool_size, pool_recycle=settings.database.pool_recycle)
     if migrate:
