@@ -60,6 +60,8 @@ def test_smtplib_message_is_listed_read_and_downloaded_byte_for_byte(daemon, api
     assert raw_resp.status_code == 200
     assert raw_resp.headers["content-type"].startswith("message/rfc822")
     assert raw_resp.content == raw
+    assert raw_resp.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in raw_resp.headers["content-security-policy"]
 
     file_resp = api.get(f"/messages/{summary['id']}/attachments/{att['id']}")
     assert file_resp.status_code == 200

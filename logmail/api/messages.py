@@ -17,6 +17,9 @@ from logmail.store.messages import MessageFilter
 bp = Blueprint("messages")
 
 MAX_LIMIT = 1000
+# Raw messages and attachments are the sender's bytes: never let a browser sniff them into HTML or
+# run them as a page of this origin.
+UNTRUSTED_CONTENT = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; sandbox"}
 
 
 def encode_cursor(message_pk: int | None) -> str | None:
@@ -70,7 +73,7 @@ async def get_raw(request: Request, message_id: str):
     who = require(request, "read")
     dl = await blocking(request.app.ctx.services.messages.raw, who, uuid_param(message_id, "message id"))
     return HTTPResponse(dl.data, content_type=dl.content_type,
-                        headers={"Content-Disposition": _disposition("inline", dl.filename)})
+                        headers={"Content-Disposition": _disposition("inline", dl.filename), **UNTRUSTED_CONTENT})
 
 
 @bp.get("/messages/<message_id:str>/attachments/<attachment_id:str>")
@@ -80,9 +83,7 @@ async def get_attachment(request: Request, message_id: str, attachment_id: str):
                         uuid_param(attachment_id, "attachment id"))
     return HTTPResponse(dl.data, content_type=dl.content_type,
                         headers={"Content-Disposition": _disposition("attachment", dl.filename),
-                                 # The bytes are the sender's: never let a browser run them as our page.
-                                 "X-Content-Type-Options": "nosniff",
-                                 "Content-Security-Policy": "default-src 'none'; sandbox"})
+                                 **UNTRUSTED_CONTENT})
 
 
 @bp.delete("/messages/<message_id:str>")
