@@ -5,7 +5,7 @@ from __future__ import annotations
 from sanic import Blueprint, Request
 from sanic.response import json
 
-from logmail.api.params import choice_arg, int_arg, uuid_arg
+from logmail.api.params import choice_arg, int_arg, page, page_args, uuid_arg
 from logmail.api.util import blocking, require
 from logmail.errors import BadRequestError
 from logmail.services.audit import ACTIONS
@@ -13,14 +13,12 @@ from logmail.store.audit import AuditFilter
 
 bp = Blueprint("audit")
 
-MAX_LIMIT = 1000
 
 
 @bp.get("/audit")
 async def list_audit(request: Request):
     who = require(request, "admin")
-    limit = int_arg(request, "limit", 50, minimum=1, maximum=MAX_LIMIT)
-    offset = int_arg(request, "offset", 0, minimum=0)
+    limit, offset = page_args(request)
     since = int_arg(request, "since", minimum=0)
     until = int_arg(request, "until", minimum=0)
     if since is not None and until is not None and until < since:
@@ -28,4 +26,4 @@ async def list_audit(request: Request):
     flt = AuditFilter(actor_user_uuid=uuid_arg(request, "actor"), action=choice_arg(request, "action", ACTIONS),
                       since=since, until=until)
     items, total = await blocking(request.app.ctx.services.auth.audit.list, who, flt, limit=limit, offset=offset)
-    return json({"entries": items, "pagination": {"total": total, "limit": limit, "offset": offset}})
+    return json(page("entries", items, total, limit, offset))

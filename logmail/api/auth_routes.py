@@ -13,7 +13,7 @@ from sanic.response import JSONResponse, json
 
 from logmail.api.authn import client_of, principal, served_over_tls
 from logmail.api.body import Body, Bool, Str
-from logmail.api.params import int_arg, str_arg, uuid_param
+from logmail.api.params import int_arg, page, page_args, str_arg, uuid_param
 from logmail.api.util import blocking
 from logmail.errors import BadRequestError, ForbiddenError, UnauthorisedError
 from logmail.services.sessions import IssuedTokens
@@ -22,7 +22,6 @@ bp = Blueprint("auth")
 
 REFRESH_COOKIE = "logmail_refresh"
 COOKIE_PATH = "/auth"
-MAX_LIMIT = 1000
 
 _EMAIL = Str(1, 320, "The account's email address")
 _PASSWORD = Str(1, 1024, "The password")
@@ -101,8 +100,7 @@ async def revoke_session(request: Request, session_id: str):
 @bp.get("/auth/security-events")
 async def security_events(request: Request):
     who = principal(request)
-    limit = int_arg(request, "limit", 50, minimum=1, maximum=MAX_LIMIT)
-    offset = int_arg(request, "offset", 0, minimum=0)
+    limit, offset = page_args(request)
     since = int_arg(request, "since", minimum=0)
     until = int_arg(request, "until", minimum=0)
     whole_org = _bool_arg(request, "all")
@@ -115,7 +113,7 @@ async def security_events(request: Request):
     items, total = await blocking(request.app.ctx.services.auth.events.list, who, user_id=user_id,
                                   event=str_arg(request, "event", max_length=64), since=since, until=until,
                                   limit=limit, offset=offset)
-    return json({"events": items, "pagination": {"total": total, "limit": limit, "offset": offset}})
+    return json(page("events", items, total, limit, offset))
 
 
 def _bool_arg(request: Request, name: str) -> bool:

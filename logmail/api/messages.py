@@ -9,14 +9,13 @@ from urllib.parse import quote
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
-from logmail.api.params import int_arg, str_arg, uuid_param
+from logmail.api.params import int_arg, page, page_args, str_arg, uuid_param
 from logmail.api.util import blocking, require
 from logmail.errors import BadRequestError
 from logmail.store.messages import MessageFilter
 
 bp = Blueprint("messages")
 
-MAX_LIMIT = 1000
 # Raw messages and attachments are the sender's bytes: never let a browser sniff them into HTML or
 # run them as a page of this origin.
 UNTRUSTED_CONTENT = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; sandbox"}
@@ -53,13 +52,11 @@ def message_filter(request: Request) -> MessageFilter:
 @bp.get("/messages")
 async def list_messages(request: Request):
     who = require(request, "read")
-    limit = int_arg(request, "limit", 50, minimum=1, maximum=MAX_LIMIT)
-    offset = int_arg(request, "offset", 0, minimum=0)
+    limit, offset = page_args(request)
     cursor = decode_cursor(str_arg(request, "cursor", max_length=100))
     items, total, next_pk = await blocking(request.app.ctx.services.messages.list, who, message_filter(request),
                                            limit=limit, offset=offset, cursor=cursor)
-    return json({"messages": items,
-                 "pagination": {"total": total, "limit": limit, "offset": offset, "nextCursor": encode_cursor(next_pk)}})
+    return json(page("messages", items, total, limit, offset, nextCursor=encode_cursor(next_pk)))
 
 
 @bp.get("/messages/<message_id:str>")

@@ -62,3 +62,17 @@ def choice_arg(request: Request, name: str, choices: tuple[str, ...]) -> str | N
 def _arg(request: Request, name: str) -> str | None:
     # Blank values kept: "?since=" is a bad number, not an absent one (request.args drops blanks).
     return request.get_args(keep_blank_values=True).get(name)
+
+
+MAX_LIMIT = 1000
+
+
+def page_args(request: Request, default_limit: int = 50) -> tuple[int, int]:
+    """``limit`` (1..MAX_LIMIT) and ``offset`` (>= 0) of a list endpoint, with clear 400s."""
+    return (int_arg(request, "limit", default_limit, minimum=1, maximum=MAX_LIMIT),
+            int_arg(request, "offset", 0, minimum=0))
+
+
+def page(key: str, items: list, total: int, limit: int, offset: int, **pagination) -> dict:
+    """The body every list endpoint returns: ``{key: [...], "pagination": {...}}``."""
+    return {key: items, "pagination": {"total": total, "limit": limit, "offset": offset, **pagination}}

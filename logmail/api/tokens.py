@@ -7,13 +7,12 @@ from sanic.response import json
 
 from logmail.api.authn import principal
 from logmail.api.body import Body, ChoiceList, Int, Str
-from logmail.api.params import int_arg, uuid_param
+from logmail.api.params import page, page_args, uuid_param
 from logmail.api.util import blocking
 from logmail.services.principal import ALL_SCOPES
 
 bp = Blueprint("tokens")
 
-MAX_LIMIT = 1000
 CREATE_BODY = Body(
     required={"name": Str(1, 200, "What the token is for, shown in listings")},
     optional={"scopes": ChoiceList(ALL_SCOPES, "What the token may do (default: read); never more than its "
@@ -23,11 +22,10 @@ CREATE_BODY = Body(
 
 @bp.get("/tokens")
 async def list_tokens(request: Request):
-    limit = int_arg(request, "limit", 50, minimum=1, maximum=MAX_LIMIT)
-    offset = int_arg(request, "offset", 0, minimum=0)
+    limit, offset = page_args(request)
     items, total = await blocking(request.app.ctx.services.api_tokens.list, principal(request), limit=limit,
                                   offset=offset)
-    return json({"tokens": items, "pagination": {"total": total, "limit": limit, "offset": offset}})
+    return json(page("tokens", items, total, limit, offset))
 
 
 @bp.post("/tokens")

@@ -7,13 +7,12 @@ from sanic.response import json
 
 from logmail.api.authn import principal
 from logmail.api.body import Body, Choice, Str
-from logmail.api.params import int_arg, uuid_param
+from logmail.api.params import page, page_args, uuid_param
 from logmail.api.util import blocking
 from logmail.services.principal import ROLES
 
 bp = Blueprint("users")
 
-MAX_LIMIT = 1000
 CREATE_BODY = Body(
     required={"email": Str(1, 320, "The new user's email address"),
               "password": Str(1, 1024, "Their initial password")},
@@ -24,11 +23,10 @@ CREATE_BODY = Body(
 
 @bp.get("/users")
 async def list_users(request: Request):
-    limit = int_arg(request, "limit", 50, minimum=1, maximum=MAX_LIMIT)
-    offset = int_arg(request, "offset", 0, minimum=0)
+    limit, offset = page_args(request)
     items, total = await blocking(request.app.ctx.services.users.list, principal(request), limit=limit,
                                   offset=offset)
-    return json({"users": items, "pagination": {"total": total, "limit": limit, "offset": offset}})
+    return json(page("users", items, total, limit, offset))
 
 
 @bp.post("/users")
