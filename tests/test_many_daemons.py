@@ -108,4 +108,12 @@ def _stream_kill_and_check(tmp_path, daemons, stream, acknowledged, stop) -> Non
         cursor = page["pagination"]["nextCursor"]
         if not cursor:
             break
-    assert sorted(subjects) == sorted(acknowledged), "lost or doubled messages"
+    assert len(subjects) == len(set(subjects)), "a message was stored twice"
+    missing = set(acknowledged) - set(subjects)
+    assert not missing, f"{len(missing)} acknowledged message(s) lost, e.g. {sorted(missing)[:5]}"
+    # A message can be durable without its 250 having reached the client, when the daemon was killed
+    # in between: at most one per connection to the killed daemon, and never from the others.
+    extra = set(subjects) - set(acknowledged)
+    killed_streams = {f"many-{w}-" for w in range(6) if w % 3 == 0}
+    assert all(any(x.startswith(k) for k in killed_streams) for x in extra), extra
+    assert len(extra) <= len(killed_streams), extra
