@@ -101,7 +101,7 @@ def pytest_sessionfinish(session, exitstatus):
 
         delete_vhost(_rabbit.pop("vhost"))
     if "peer" in _mongo:
-        _mongo.pop("peer").close()
+        _mongo.pop("peer").close(remove=True)
     if not _created_databases:
         return
     import pymysql

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -113,10 +114,13 @@ class MongoPeer:
             process.wait(5)
             raise MongoPeerError(f"the peer ignored SIGTERM for {timeout} s and was killed{self._log_tail()}")
 
-    def close(self) -> None:
+    def close(self, *, remove: bool = False) -> None:
         """Stop for good. SIGKILL: the data goes with the temporary directory, and a clean shutdown
-        costs SecantusDB two seconds or more (it waits on its accept thread and open connections)."""
+        costs SecantusDB two seconds or more (it waits on its accept thread and open connections).
+        With ``remove``, the peer's working directory is deleted too."""
         self.stop(kill=True)
+        if remove:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def __enter__(self) -> MongoPeer:
         return self if self.running else self.start()

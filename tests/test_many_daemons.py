@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.mariadb, pytest.mark.mongodb, pytest.mark.slow]
 def mongo():
     peer = start_mongo_peer(Path(tempfile.mkdtemp(prefix="logmail-mongo-")))
     yield peer
-    peer.close()
+    peer.close(remove=True)
 
 
 def test_sigkill_one_of_three_daemons(tmp_path, mongo):
