@@ -22,6 +22,7 @@ from logmail.config import Settings, as_dict, settings_from_dict
 log = logging.getLogger("logmail.worker")
 
 NICENESS = 10
+STOP_GRACE_SECONDS = 5.0
 
 
 def spawn(settings: Settings, name: str) -> subprocess.Popen:
@@ -46,7 +47,16 @@ def main() -> None:
     services = build_services(settings, migrate=False)
     consumer = IngestConsumer(services.queue, services.ingest, batch_size=settings.queue.batch_size,
                               poll_interval=settings.queue.poll_interval)
-    signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
+
+    def stop(*_) -> None:
+        consumer.stop()
+        # A batch blocked in a driver call may not notice for a while. Leaving mid-batch is safe
+        # (nothing is acked before it commits; the jobs come back), so do not make the daemon wait.
+        deadline = threading.Timer(STOP_GRACE_SECONDS, os._exit, args=(0,))
+        deadline.daemon = True  # a worker that stops in time exits without waiting for it
+        deadline.start()
+
+    signal.signal(signal.SIGTERM, stop)
 
     def watch_parent() -> None:
         # os.read, not sys.stdin: a thread blocked inside a buffered reader at interpreter exit
