@@ -250,3 +250,17 @@ def claim_all(services, count: int, timeout: float = 20) -> list:
         if len(jobs) < count:
             time.sleep(0.02)
     return jobs
+
+
+def smtp_send_code(port: int, subject: str) -> int:
+    """Send one small message; the final reply code (a refusal at any stage is its code, not acknowledged)."""
+    import smtplib
+
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            client.ehlo()
+            client.mail("a@example.com")
+            client.rcpt("b@example.com")
+            return client.data(f"Subject: {subject}\r\n\r\nbody\r\n".encode())[0]
+    except smtplib.SMTPException as exc:
+        return getattr(exc, "smtp_code", 0)

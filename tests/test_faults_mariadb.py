@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import smtplib
 import time
 import uuid
 
 import httpx
 import pytest
 
-from conftest import make_settings, wait_for_messages
+from conftest import make_settings, smtp_send_code as send, wait_for_messages
 from mariadb_peer import MariaDBPeer
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
@@ -23,13 +22,6 @@ def peer():
     p.destroy()
 
 
-def send(port: int, subject: str) -> int:
-    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
-        client.ehlo()
-        client.mail("a@example.com")
-        client.rcpt("b@example.com")
-        code, _ = client.data(f"Subject: {subject}\r\n\r\nbody\r\n".encode())
-        return code
 
 
 def test_mariadb_restart(tmp_path, peer):

@@ -3,13 +3,12 @@ safe, and after it returns nothing is lost or doubled."""
 
 from __future__ import annotations
 
-import smtplib
 import time
 
 import httpx
 import pytest
 
-from conftest import make_settings, wait_for_messages
+from conftest import make_settings, smtp_send_code as send, wait_for_messages
 from rabbit_peer import PrivateBroker
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
@@ -23,15 +22,6 @@ def broker():
     b.cleanup()
 
 
-def send(port: int, subject: str) -> int:
-    try:
-        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-            client.ehlo()
-            client.mail("a@example.com")
-            client.rcpt("b@example.com")
-            return client.data(f"Subject: {subject}\r\n\r\nbody\r\n".encode())[0]
-    except smtplib.SMTPException as exc:  # a refusal at any stage: not acknowledged
-        return getattr(exc, "smtp_code", 0)
 
 
 def test_rabbitmq_stopped_during_ingest(tmp_path, broker):
