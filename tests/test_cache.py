@@ -411,12 +411,13 @@ def test_memory_cache_caps_entries_and_evicts_least_recently_used():
 
 
 def test_memory_cache_sweeps_expired_entries():
-    c = MemoryCache(sweep_interval=0.05)
+    now = [1000.0]
+    c = MemoryCache(sweep_interval=0.05, clock=lambda: now[0])
     for i in range(3000):
         c.set(f"k{i}", b"x", 0.3)
         c.hit(f"r{i}", 5, 0.3)
         c.acquire(f"l{i}", "me", 0.3)
     assert len(c) == 9000
-    time.sleep(0.35)
+    now[0] += 0.35
     c.set("fresh", b"x", 60)
     assert len(c) == 1

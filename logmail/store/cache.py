@@ -22,6 +22,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from logmail.errors import ConfigError, TemporaryError
@@ -98,14 +99,21 @@ class MemoryCache:
     evicted. The rate limit is an exact sliding window: a deque of accepted hit times per key.
     """
 
-    def __init__(self, *, max_entries: int = 100_000, sweep_interval: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_entries: int = 100_000,
+        sweep_interval: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_entries = max_entries
         self._sweep_interval = sweep_interval
+        self._clock = clock  # injectable so tests can move time instead of sleeping
         self._lock = threading.Lock()
         self._values: OrderedDict[str, tuple[bytes, float]] = OrderedDict()   # key -> (value, expires)
         self._windows: OrderedDict[str, tuple[float, deque[float]]] = OrderedDict()  # key -> (window, hits)
         self._locks: dict[str, tuple[str, float]] = {}   # name -> (owner, expires)
-        self._next_sweep = time.monotonic() + sweep_interval
+        self._next_sweep = self._clock() + sweep_interval
         self._next_eviction_warning = 0.0
 
     def __repr__(self) -> str:
@@ -121,7 +129,7 @@ class MemoryCache:
             item = self._values.get(key)
             if item is None:
                 return None
-            if item[1] <= time.monotonic():
+            if item[1] <= self._clock():
                 del self._values[key]
                 return None
             self._values.move_to_end(key)
@@ -131,7 +139,7 @@ class MemoryCache:
         check_value(value)
         check_ttl(ttl)
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             self._values[key] = (value, now + ttl)
             self._values.move_to_end(key)
             self._housekeep(now)
@@ -144,7 +152,7 @@ class MemoryCache:
         if ttl is not None:
             check_ttl(ttl)
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             item = self._values.get(key)
             if item is None or item[1] <= now:
                 current, expires = 0, (now + ttl if ttl is not None else math.inf)
@@ -164,7 +172,7 @@ class MemoryCache:
     def hit(self, key: str, limit: int, window: float) -> RateLimitResult:
         check_rate(limit, window)
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             entry = self._windows.get(key)
             hits: deque[float] = entry[1] if entry is not None else deque()
             while hits and hits[0] <= now - window:
@@ -183,7 +191,7 @@ class MemoryCache:
     def acquire(self, name: str, owner: str, ttl: float) -> bool:
         check_ttl(ttl)
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             held = self._locks.get(name)
             if held is not None and held[1] > now and held[0] != owner:
                 return False
@@ -194,7 +202,7 @@ class MemoryCache:
     def release(self, name: str, owner: str) -> bool:
         with self._lock:
             held = self._locks.get(name)
-            if held is None or held[0] != owner or held[1] <= time.monotonic():
+            if held is None or held[0] != owner or held[1] <= self._clock():
                 return False
             del self._locks[name]
             return True
@@ -203,7 +211,7 @@ class MemoryCache:
         """Who holds the lease ``name`` now, if anyone."""
         with self._lock:
             held = self._locks.get(name)
-            return held[0] if held is not None and held[1] > time.monotonic() else None
+            return held[0] if held is not None and held[1] > self._clock() else None
 
     def ping(self) -> None:
         pass
