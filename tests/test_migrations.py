@@ -103,3 +103,68 @@ def test_first_starts_together_create_one_builtin_organisation(tmp_path):
         assert session.execute(select(func.count()).select_from(Organization)
                                .where(Organization.is_builtin.is_(True))).scalar_one() == 1
     db.dispose()
+
+
+def _schema_drift(url: str) -> list:
+    from alembic.migration import MigrationContext
+    from alembic.autogenerate import compare_metadata
+
+    from logmail.store.models import Base
+
+    db = Database(url)
+    try:
+        upgrade(db)
+        with db.engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": False})
+            diffs = compare_metadata(ctx, Base.metadata)
+    finally:
+        db.dispose()
+    # The full-text table is created by hand in 0001 and has no model.
+    return [d for d in diffs if "message_search" not in repr(d)]
+
+
+def test_migrations_build_exactly_the_models_on_sqlite(tmp_path):
+    assert _schema_drift(f"sqlite:///{tmp_path / 'x.db'}") == []
+
+
+@pytest.mark.mariadb
+def test_migrations_build_exactly_the_models_on_mariadb():
+    assert _schema_drift(mariadb_database()) == []
+
+
+def test_tier_migration_seeds_tiers_and_counts_existing_mail(tmp_path):
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    from logmail.store.migrate import alembic_config
+
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    cfg = alembic_config()
+
+    def to(revision: str, move=command.upgrade) -> None:
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            move(cfg, revision)
+
+    to("0003")
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO organizations (uuid, name, status, is_builtin, tier, created_at) "
+                          "VALUES ('u1', 'o', 'active', 0, 'free', 0)"))
+        for i, size in enumerate((100, 250)):
+            conn.execute(text(
+                "INSERT INTO messages (uuid, organization_id, ingest_id, source, raw_key, subject, from_name, "
+                "from_address, \"to\", cc, envelope_from, envelope_to, received_at, size, snippet, "
+                "attachment_count, parse_errors, is_read) VALUES (:u, 1, :u, 'smtp', 'k', '', '', '', '[]', "
+                "'[]', '', '[]', 0, :s, '', 0, '[]', 0)"), {"u": f"m{i}", "s": size})
+        conn.execute(text("INSERT INTO email_addresses (uuid, organization_id, address, created_at) "
+                          "VALUES ('a1', 1, 'dev@example.org', 0)"))
+    upgrade(db)
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT storage_bytes, message_count FROM organizations")).one() == (350, 2)
+        assert conn.execute(text("SELECT domain, kind FROM email_addresses")).one() == ("example.org", "exact")
+        names = set(conn.execute(text("SELECT name FROM tier_limits")).scalars())
+    assert {"unlimited", "free", "pro", "enterprise"} <= names
+    to("0003", command.downgrade)
+    assert "tier_limits" not in inspect(db.engine).get_table_names()
+    assert upgrade(db) is True
+    db.dispose()

@@ -12,6 +12,7 @@ import uuid as uuidlib
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ForeignKey,
     Index,
@@ -48,7 +49,67 @@ class Organization(Base):
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20), default="active")  # active | suspended
     is_builtin: Mapped[bool] = mapped_column(Boolean, default=False)
-    tier: Mapped[str] = mapped_column(String(64), default="unlimited")
+    tier: Mapped[str] = mapped_column(String(64), default="unlimited")  # TierLimit.name
+    created_at: Mapped[int] = mapped_column(EpochMs, default=now_ms)
+    # Running totals of what the organisation keeps now (not per month): the storage quota reads these.
+    storage_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    message_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    suspended_at: Mapped[int | None] = mapped_column(EpochMs)
+    suspended_reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class TierLimit(Base):
+    """A tier: limits and feature flags as data. NULL in a limit means "no limit"."""
+
+    __tablename__ = "tier_limits"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    max_addresses: Mapped[int | None] = mapped_column(Integer)
+    emails_per_month: Mapped[int | None] = mapped_column(BigInteger)
+    emails_per_minute: Mapped[int | None] = mapped_column(Integer)
+    storage_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    retention_days: Mapped[int | None] = mapped_column(Integer)
+    max_message_size: Mapped[int | None] = mapped_column(BigInteger)
+    api_requests_per_minute: Mapped[int | None] = mapped_column(Integer)
+    features: Mapped[dict[str, bool]] = mapped_column(JsonText, default=dict)
+    price_id: Mapped[str | None] = mapped_column(String(100))  # Stripe price, for billing
+    created_at: Mapped[int] = mapped_column(EpochMs, default=now_ms)
+    updated_at: Mapped[int] = mapped_column(EpochMs, default=now_ms)
+
+
+class UsageRecord(Base):
+    """One organisation's usage in one calendar month (UTC), ``period`` as ``YYYY-MM``.
+
+    ``storage_bytes`` is the organisation's total kept at the last change in that month.
+    """
+
+    __tablename__ = "usage_tracking"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "period", name="uq_usage_org_period"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    period: Mapped[str] = mapped_column(String(7))
+    emails_received: Mapped[int] = mapped_column(BigInteger, default=0)
+    storage_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    api_calls: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[int] = mapped_column(EpochMs, default=now_ms)
+
+
+class OrganizationDomain(Base):
+    """A mail domain the platform assigned to one organisation: only it may have addresses there."""
+
+    __tablename__ = "organization_domains"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    domain: Mapped[str] = mapped_column(String(255), unique=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[int] = mapped_column(EpochMs, default=now_ms)
 
 
@@ -73,8 +134,11 @@ class EmailAddress(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
-    address: Mapped[str] = mapped_column(String(320), unique=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)  # lower-case; "*@domain" for a catch-all
     created_at: Mapped[int] = mapped_column(EpochMs, default=now_ms)
+    kind: Mapped[str] = mapped_column(String(16), default="exact")  # exact | catchall
+    domain: Mapped[str] = mapped_column(String(255), default="", index=True)
+    description: Mapped[str] = mapped_column(String(200), default="")
 
 
 class ApiToken(Base):
@@ -102,6 +166,7 @@ class Message(Base):
         Index("ix_messages_org_id", "organization_id", "id"),
         Index("ix_messages_org_received", "organization_id", "received_at"),
         Index("ix_messages_org_from", "organization_id", "from_address"),
+        Index("ix_messages_org_message_id", "organization_id", "message_id", mysql_length={"message_id": 255}),
         MYSQL_TABLE_ARGS,
     )
 
@@ -137,11 +202,28 @@ class MessageRecipient(Base):
     __tablename__ = "message_recipients"
     __table_args__ = (
         Index("ix_recipients_org_address", "organization_id", "address", "message_id"),
+        Index("ix_recipients_org_address_id", "organization_id", "address_id", "message_id"),
         MYSQL_TABLE_ARGS,
     )
 
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
     address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    organization_id: Mapped[int] = mapped_column(BigId)
+    # The organisation's EmailAddress this envelope recipient was delivered to: serves per-address views.
+    address_id: Mapped[int | None] = mapped_column(BigId)
+
+
+class MessageTag(Base):
+    """A user's label on a message; ``tag:`` searches read the (organisation, tag) index."""
+
+    __tablename__ = "message_tags"
+    __table_args__ = (
+        Index("ix_tags_org_tag_message", "organization_id", "tag", "message_id"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
     organization_id: Mapped[int] = mapped_column(BigId)
 
 
