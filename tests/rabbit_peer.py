@@ -90,19 +90,26 @@ def _sbin() -> Path:
     raise PeerUnavailable("the RabbitMQ server scripts were not found (set LOGMAIL_TEST_RABBITMQ_SBIN)")
 
 
+class _ExitedAtBoot(Exception):
+    pass
+
+
 class PrivateBroker:
     """One rabbitmq-server node of our own; ``start``/``stop`` may be repeated, data is kept."""
 
     def __init__(self, base_dir: str | Path | None = None) -> None:
         self._own_dir = base_dir is None
         self.dir = Path(base_dir or tempfile.mkdtemp(prefix="logmail-rabbit-"))
+        self.proc: subprocess.Popen | None = None
+        self.startup_seconds: list[float] = []
+        self._choose_ports()
+
+    def _choose_ports(self) -> None:
         self.port = free_port()
         self.dist_port = free_port()
         self.epmd_port = free_port()
         self.nodename = f"logmail-test-{self.port}@localhost"
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
-        self.proc: subprocess.Popen | None = None
-        self.startup_seconds: list[float] = []
         self._write_files()
 
     def _write_files(self) -> None:
@@ -144,8 +151,27 @@ class PrivateBroker:
         })
         return env
 
-    def start(self, timeout: float = 60.0) -> float:
-        """Start the node and wait until it accepts AMQP connections; returns the seconds it took."""
+    def start(self, timeout: float = 60.0, attempts: int = 3) -> float:
+        """Start the node and wait until it accepts AMQP connections; returns the seconds it took.
+
+        A port chosen as free can be taken (by any test binding port 0) before the node listens on
+        it, and the node then exits at boot. Before the first successful start we choose new ports
+        and try again; after it, clients know the URL, so the same ports are tried again a moment later.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once(timeout)
+            except _ExitedAtBoot as exc:
+                if attempt == attempts:
+                    raise PeerUnavailable(str(exc)) from None
+                if not self.startup_seconds:
+                    self.stop(kill=True)
+                    self._kill_epmd()
+                    self._choose_ports()
+                time.sleep(1.0)
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> float:
         if self.proc is not None and self.proc.poll() is None:
             return 0.0
         t0 = time.monotonic()
@@ -156,7 +182,7 @@ class PrivateBroker:
                                          start_new_session=True)
         while True:
             if self.proc.poll() is not None:
-                raise PeerUnavailable(f"rabbitmq-server exited with {self.proc.returncode}; see {self.dir / 'log'}")
+                raise _ExitedAtBoot(f"rabbitmq-server exited with {self.proc.returncode}:\n{self._log_tail()}")
             if self._amqp_ready():
                 break
             if time.monotonic() - t0 > timeout:
@@ -166,6 +192,14 @@ class PrivateBroker:
         elapsed = time.monotonic() - t0
         self.startup_seconds.append(elapsed)
         return elapsed
+
+    def _log_tail(self, lines: int = 25) -> str:
+        """The end of the node's own logs: they are removed with the directory, so say it now."""
+        out = []
+        for path in sorted((self.dir / "log").glob("*.log")):
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"--- {path.name}\n" + "\n".join(text))
+        return "\n".join(out)
 
     def _amqp_ready(self) -> bool:
         # The listener opens only once the node has booted, but a full handshake is the real proof.
@@ -202,9 +236,12 @@ class PrivateBroker:
     def cleanup(self) -> None:
         """Stop the node, its private epmd, and remove the directory (if we made it)."""
         self.stop()
+        self._kill_epmd()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _kill_epmd(self) -> None:
         epmd = shutil.which("epmd") or next(iter(sorted(Path("/usr/lib/erlang").glob("erts-*/bin/epmd"))), None)
         if epmd:
             subprocess.run([str(epmd), "-port", str(self.epmd_port), "-kill"], capture_output=True, timeout=10,
                            env={**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)})
-        if self._own_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
