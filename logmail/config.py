@@ -142,9 +142,35 @@ class CacheSettings:
 @dataclass
 class RetentionSettings:
     max_age_days: int = setting(0, "Delete messages received more than this many days ago, content included "
-                                   "(0 keeps mail until it is deleted by hand).")
+                                   "(0: no installation-wide limit). A tier's retentionDays, if shorter, "
+                                   "applies to its organisations.")
     interval: int = setting(3600, "Seconds between retention runs (the `scheduler` role runs them).")
     batch_size: int = setting(500, "Messages deleted per transaction, so a large purge never holds long locks.")
+
+
+@dataclass
+class LmtpSettings:
+    enabled: bool = setting(False, "Run the LMTP listener in `logmail daemon` (for Postfix's `lmtp` transport).")
+    host: str = setting("127.0.0.1", "Address the LMTP listener binds to.")
+    port: int = setting(2424, "Port of the LMTP listener.")
+
+
+@dataclass
+class PolicySettings:
+    enabled: bool = setting(False, "Run the Postfix policy delegation service in `logmail daemon` "
+                                   "(for `check_policy_service` in Postfix's smtpd_recipient_restrictions).")
+    host: str = setting("127.0.0.1", "Address the policy service binds to.")
+    port: int = setting(10040, "Port of the policy service.")
+    cache_seconds: float = setting(5.0, "Seconds a recipient's address and its organisation's limits are "
+                                        "remembered between checks (0 looks them up every time).")
+
+
+@dataclass
+class PlatformSettings:
+    domains: list[str] = setting([], "Platform mode: shared mail domains where any organisation may claim exact "
+                                     "addresses, first come first served (e.g. [\"in.example.com\"]). Catch-alls "
+                                     "are only for domains a platform admin assigns to one organisation.")
+    default_tier: str = setting("free", "Platform mode: the tier a newly registered organisation starts on.")
 
 
 @dataclass
@@ -157,8 +183,8 @@ class IngestSettings:
 class Settings:
     data_dir: str = setting(_default_data_dir(), "Directory for the SQLite database, content, keys and owner.token.")
     mode: Literal["local", "platform"] = setting(
-        "local", "`local`: every address is caught into the built-in organisation. "
-                 "`platform` (organisations owning addresses, tiers) is not available in this version.")
+        "local", "`local`: every address is caught into the built-in organisation, on an unlimited tier. "
+                 "`platform`: organisations own addresses, tiers set limits, and unknown recipients are refused.")
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", "Logging threshold.")
     smtp: SmtpSettings = section(SmtpSettings)
     api: ApiSettings = section(ApiSettings)
@@ -169,6 +195,9 @@ class Settings:
     cache: CacheSettings = section(CacheSettings)
     ingest: IngestSettings = section(IngestSettings)
     retention: RetentionSettings = section(RetentionSettings)
+    lmtp: LmtpSettings = section(LmtpSettings)
+    policy: PolicySettings = section(PolicySettings)
+    platform: PlatformSettings = section(PlatformSettings)
 
     source: str = field(default="", metadata={"internal": True})
 

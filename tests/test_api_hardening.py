@@ -274,8 +274,8 @@ def test_bad_query_parameters_are_400_not_500(api, path, fragment):
 
 
 def test_405_lists_the_allowed_methods(api):
-    resp = api.request("PATCH", f"/messages/{uuid.uuid4()}")
-    assert resp.status_code == 405 and resp.headers["allow"] == "GET, DELETE"
+    resp = api.request("PUT", f"/messages/{uuid.uuid4()}")
+    assert resp.status_code == 405 and resp.headers["allow"] == "GET, PATCH, DELETE"
 
 
 @pytest.mark.parametrize("payload, fragment", [

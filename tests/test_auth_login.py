@@ -26,12 +26,13 @@ def register(http, email="founder@example.org", org="Acme", password=PASSWORD):
     return http.post("/auth/register", json={"email": email, "password": password, "organisationName": org})
 
 
-def test_registration_creates_an_owner_of_a_new_free_organisation(daemon, http, api):
+def test_registration_creates_an_owner_of_a_new_organisation(daemon, http, api):
     resp = register(http)
     assert resp.status_code == 201, resp.text
     body = resp.json()
     assert body["user"]["role"] == "owner" and body["user"]["email"] == "founder@example.org"
-    assert body["organisation"]["tier"] == "free" and body["organisation"]["name"] == "Acme"
+    # Local mode has no quotas for anyone; platform mode uses platform.default_tier (test_platform_api).
+    assert body["organisation"]["tier"] == "unlimited" and body["organisation"]["name"] == "Acme"
     assert body["organisation"]["id"] == body["user"]["organisationId"]
     assert body["organisation"]["id"] != daemon.services.boot.organization_uuid
     session = login(http, "founder@example.org")

@@ -188,14 +188,6 @@ def test_ingest_with_a_broken_config_defers_rather_than_bounces(tmp_path):
     assert result.exit_code == EX_TEMPFAIL
 
 
-def test_daemon_refuses_platform_mode_until_it_exists(tmp_path):
-    cfg = tmp_path / "logmail.toml"
-    cfg.write_text(f'data_dir = "{tmp_path / "data"}"\nmode = "platform"\n[smtp]\nport = 0\n[api]\nport = 0\n')
-    result = runner.invoke(app, ["daemon", "--config", str(cfg)])
-    assert result.exit_code == 1
-    assert 'mode = "platform" is not available' in result.output
-
-
 def test_queue_commands_report_an_unreachable_queue_in_one_line(tmp_path):
     cfg = tmp_path / "logmail.toml"
     cfg.write_text(f'data_dir = "{tmp_path / "data"}"\n[queue]\nurl = "amqp://guest:guest@127.0.0.1:1/%2F"\n')

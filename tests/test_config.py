@@ -84,3 +84,10 @@ def test_secrets_are_masked(tmp_path):
     assert shown["smtp"]["auth_password"] == "********"
     assert "s3cret" not in str(shown)
     assert shown["database"]["url"] == "mysql+pymysql://lm:********@db/logmail"
+
+
+def test_example_is_exactly_what_the_model_renders():
+    import runpy
+
+    renderer = runpy.run_path(str(EXAMPLE.parent / "tools" / "render_config_example.py"))
+    assert EXAMPLE.read_text() == renderer["render"](), "run: python tools/render_config_example.py"

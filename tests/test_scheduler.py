@@ -7,7 +7,8 @@ import threading
 import pytest
 
 from conftest import claim_all
-from logmail.daemon.jobs import DAY_MS, RetentionJob
+from logmail.daemon.jobs import RetentionJob
+from logmail.services.retention import DAY_MS
 from logmail.daemon.scheduler import JobRunner, ScheduledJob
 from logmail.services.accept import INGEST_QUEUE, Envelope
 from logmail.services.container import build_services

@@ -7,7 +7,19 @@ import itertools
 from sanic import Sanic
 from sanic.config import Config
 
-from logmail.api import audit, auth_routes, health, messages, openapi, tokens, users
+from logmail.api import (
+    addresses,
+    admin_platform,
+    audit,
+    auth_routes,
+    health,
+    ingest,
+    messages,
+    openapi,
+    tokens,
+    usage,
+    users,
+)
 from logmail.api.authn import install_authentication
 from logmail.api.cors import install_cors
 from logmail.api.errors import install_error_handlers
@@ -36,6 +48,29 @@ def create_app(services) -> Sanic:
     install_error_handlers(app)
     install_cors(app, settings.api.cors_origins)  # first: a preflight is answered before authentication
     install_authentication(app)
-    for bp in (health.bp, openapi.bp, messages.bp, auth_routes.bp, tokens.bp, users.bp, audit.bp):
+    for bp in (health.bp, openapi.bp, messages.bp, auth_routes.bp, tokens.bp, users.bp, audit.bp, addresses.bp,
+               usage.bp, ingest.bp, admin_platform.bp):
         app.blueprint(bp)
+    _count_api_usage(app)
     return app
+
+
+def _count_api_usage(app: Sanic, interval: float = 5.0) -> None:
+    """API calls are counted in memory and written every ``interval`` seconds, and at shutdown."""
+    import asyncio
+
+    async def flush_forever(app: Sanic) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await asyncio.to_thread(app.ctx.services.usage.flush)
+
+    @app.after_server_start
+    async def _start(app: Sanic) -> None:
+        app.ctx.usage_flusher = asyncio.get_running_loop().create_task(flush_forever(app))
+
+    @app.before_server_stop
+    async def _stop(app: Sanic) -> None:
+        task = getattr(app.ctx, "usage_flusher", None)
+        if task is not None:
+            task.cancel()
+        await asyncio.to_thread(app.ctx.services.usage.flush)

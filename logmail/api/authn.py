@@ -52,6 +52,10 @@ def install_authentication(app) -> None:
             return None
         who = await blocking(_authenticate_request, services, request, client)
         await blocking(services.auth.limits.request, who.rate_key)
+        if services.platform:  # the tier's API flag and per-organisation limit (cached lookups)
+            await blocking(services.usage.api_request, who)
+        else:
+            services.usage.api_request(who)  # counting only: no I/O
         request.ctx.principal = who
         return None
 

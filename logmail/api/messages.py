@@ -9,12 +9,30 @@ from urllib.parse import quote
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
+from logmail.api.body import Body, Bool
 from logmail.api.params import int_arg, page, page_args, str_arg, uuid_param
 from logmail.api.util import blocking, require
 from logmail.errors import BadRequestError
+from logmail.services.messages import check_tags
 from logmail.store.messages import MessageFilter
 
 bp = Blueprint("messages")
+
+
+class _Tags:
+    def __init__(self, description: str) -> None:
+        self.description = description
+
+    def check(self, name: str, value):
+        return check_tags(name, value)
+
+    def schema(self) -> dict:
+        return {"type": "array", "maxItems": 50, "items": {"type": "string", "pattern": r"^[\w.:/-]{1,64}$"}}
+
+
+PATCH_BODY = Body(optional={"isRead": Bool("Mark read (true) or unread (false)"),
+                            "tags": _Tags("The complete list of tags (replaces the current ones)"),
+                            "addTags": _Tags("Tags to add"), "removeTags": _Tags("Tags to remove")})
 
 # Raw messages and attachments are the sender's bytes: never let a browser sniff them into HTML or
 # run them as a page of this origin.
@@ -89,6 +107,30 @@ async def delete_message(request: Request, message_id: str):
     message_id = uuid_param(message_id, "message id")
     await blocking(request.app.ctx.services.messages.delete, who, message_id)
     return json({"message": "Message deleted", "id": message_id})
+
+
+@bp.patch("/messages/<message_id:str>")
+async def update_message(request: Request, message_id: str):
+    who = require(request, "write")
+    message_id = uuid_param(message_id, "message id")
+    data = PATCH_BODY.parse(request)
+    if not data:
+        raise BadRequestError("send at least one of isRead, tags, addTags, removeTags")
+    if "tags" in data and ("addTags" in data or "removeTags" in data):
+        raise BadRequestError("send either tags (the complete list) or addTags/removeTags, not both")
+    return json(await blocking(request.app.ctx.services.messages.update, who, message_id, data))
+
+
+@bp.delete("/messages")
+async def delete_matching(request: Request):
+    """Delete by search: the same filters as the listing; refuses to run without one."""
+    who = require(request, "write")
+    flt = message_filter(request)
+    if flt.q is None and flt.to is None and flt.from_ is None and flt.since is None and flt.until is None:
+        raise BadRequestError("give a search (q, to, from, since or until): deleting every message needs "
+                              "an explicit filter such as since=0")
+    deleted = await blocking(request.app.ctx.services.messages.delete_matching, who, flt)
+    return json({"message": f"{deleted} message(s) deleted", "deleted": deleted})
 
 
 def _disposition(kind: str, filename: str) -> str:

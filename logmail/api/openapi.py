@@ -11,6 +11,7 @@ from sanic.response import json
 from logmail import __version__
 from logmail.api.openapi_accounts import ACCOUNT_PATHS, ACCOUNT_SCHEMAS
 from logmail.api.openapi_parts import UUID, errors, param
+from logmail.api.openapi_platform import MESSAGE_PATCH, MESSAGES_DELETE, PLATFORM_PATHS, PLATFORM_SCHEMAS
 
 bp = Blueprint("openapi")
 
@@ -50,7 +51,8 @@ DOCUMENT = {
                 "date": {"type": ["integer", "null"]}, "receivedAt": {"type": "integer"}, "size": {"type": "integer"},
                 "snippet": {"type": "string"}, "attachmentCount": {"type": "integer"}, "isRead": {"type": "boolean"},
                 "source": {"type": "string"}, "envelope": {"$ref": "#/components/schemas/Envelope"},
-                "hasParseErrors": {"type": "boolean"}}},
+                "hasParseErrors": {"type": "boolean"},
+                "tags": {"type": "array", "items": {"type": "string"}}}},
             "Attachment": {"type": "object", "properties": {
                 "id": UUID, "filename": {"type": ["string", "null"]}, "contentType": {"type": "string"},
                 "size": {"type": "integer"}, "contentId": {"type": ["string", "null"]}, "inline": {"type": "boolean"},
@@ -67,6 +69,7 @@ DOCUMENT = {
                 "total": {"type": "integer"}, "limit": {"type": "integer"}, "offset": {"type": "integer"},
                 "nextCursor": {"type": ["string", "null"]}}},
             **ACCOUNT_SCHEMAS,
+            **PLATFORM_SCHEMAS,
         },
     },
     "security": [{"bearer": []}, {"trustedHeaders": []}],
@@ -84,14 +87,25 @@ DOCUMENT = {
                 param("from", "query", {"type": "string"}, "Sender address"),
                 param("since", "query", {"type": "integer", "minimum": 0}, "Received at or after (epoch ms)"),
                 param("until", "query", {"type": "integer", "minimum": 0}, "Received before (epoch ms)"),
-                param("q", "query", {"type": "string"}, "Full-text search over subject, addresses and text"),
+                param("q", "query", {"type": "string", "maxLength": 1000}, (
+                    "Search, answered from indexes. Terms separated by spaces must all match: words and "
+                    '"quoted phrases" (subject, addresses and text), from:, to: (envelope, To or Cc), cc: '
+                    "(a whole address matches exactly; words match names and addresses), subject:, "
+                    "message-id: (angle brackets optional), tag:, has:attachment, is:read, is:unread, "
+                    "larger: and smaller: (500, 10k, 2M, 1.5MB; units of 1024), after: (on or after) and "
+                    "before: (strictly before) a UTC date 2026-01-31 or ISO date-time, on the received time. "
+                    'Values may be quoted (from:"Jane Doe"); a leading - excludes (-word, -from:x). '
+                    "Example: invoice from:billing@shop.example -tag:paid after:2026-01-01. A query that "
+                    "cannot be read is a 400 naming the character where it goes wrong.")),
             ],
             "responses": {"200": {"description": "A page of messages", "content": {"application/json": {"schema": {
                 "type": "object", "properties": {
                     "messages": {"type": "array", "items": {"$ref": "#/components/schemas/MessageSummary"}},
                     "pagination": {"$ref": "#/components/schemas/Pagination"}}}}}},
-                **_errors(400, 401, 403, 503)}}},
+                **_errors(400, 401, 403, 503)}},
+            **MESSAGES_DELETE},
         "/messages/{message_id}": {
+            **MESSAGE_PATCH,
             "get": {"summary": "Read one message", "parameters": [_MESSAGE_ID],
                     "responses": {"200": {"description": "The message", "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/Message"}}}}, **_errors(400, 401, 403, 404, 503)}},
@@ -108,6 +122,7 @@ DOCUMENT = {
             "responses": {"200": {"description": "The attachment with its type and filename"},
                           **_errors(400, 401, 403, 404, 503)}}},
         **ACCOUNT_PATHS,
+        **PLATFORM_PATHS,
     },
 }
 

@@ -9,9 +9,6 @@ from logmail.config import RetentionSettings
 from logmail.daemon.scheduler import ScheduledJob
 from logmail.services.retention import RetentionService
 
-DAY_MS = 86_400_000
-
-
 class RetentionJob(ScheduledJob):
     name = "retention"
 
@@ -24,7 +21,6 @@ class RetentionJob(ScheduledJob):
         self.clock = clock
 
     def run(self, keep_alive: Callable[[], bool]) -> None:
-        if self.settings.max_age_days <= 0:
-            return
-        cutoff = self.clock() - self.settings.max_age_days * DAY_MS
-        self.service.purge(cutoff, batch_size=self.settings.batch_size, keep_alive=keep_alive)
+        # Each organisation's tier may keep mail for fewer days than the installation-wide limit.
+        self.service.apply_policy(self.clock(), self.settings.max_age_days, batch_size=self.settings.batch_size,
+                                  keep_alive=keep_alive)

@@ -34,6 +34,9 @@ class Envelope:
     source: str = "smtp"
     organization_id: int | None = None  # None: decided by the ingest service (local mode: built-in)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Platform mode: organisation → the envelope recipients the policy admitted for it. The ingest
+    # service stores one copy per organisation, showing each only its own recipients.
+    routes: dict[int, list[str]] | None = None
 
 
 @dataclass(slots=True)
@@ -160,6 +163,8 @@ def _job_payload(ingest_id: str, raw: bytes, env: Envelope, now: int) -> dict[st
     }
     if env.organization_id is not None:
         payload["organizationId"] = env.organization_id
+    if env.routes:
+        payload["routes"] = {str(org): list(rcpts) for org, rcpts in env.routes.items()}
     if env.extra:
         payload["extra"] = env.extra
     return payload

@@ -23,8 +23,16 @@ TOKEN_REVOKED = "token.revoked"
 USER_CREATED = "user.created"
 USER_DELETED = "user.deleted"
 MESSAGE_DELETED = "message.deleted"
+MESSAGES_DELETED = "messages.deleted"  # delete by search: one entry with the query and the count
+ADDRESS_CREATED = "address.created"
+ADDRESS_DELETED = "address.deleted"
+DOMAIN_ASSIGNED = "domain.assigned"
+DOMAIN_REMOVED = "domain.removed"
+TIER_CREATED = "tier.created"
+TIER_UPDATED = "tier.updated"
 ACTIONS = (REGISTER, LOGIN, LOGOUT, SESSION_REVOKED, SESSIONS_REVOKED, TOKEN_CREATED, TOKEN_REVOKED, USER_CREATED,
-           USER_DELETED, MESSAGE_DELETED)
+           USER_DELETED, MESSAGE_DELETED, MESSAGES_DELETED, ADDRESS_CREATED, ADDRESS_DELETED, DOMAIN_ASSIGNED,
+           DOMAIN_REMOVED, TIER_CREATED, TIER_UPDATED)
 
 
 class AuditLog:

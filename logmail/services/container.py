@@ -12,13 +12,17 @@ from logmail.config import Settings
 from logmail.errors import StorageUnavailableError
 from logmail.queue.base import WorkQueue, open_queue
 from logmail.services.accept import DurableAcceptor
+from logmail.services.addresses import AddressService
 from logmail.services.api_tokens import ApiTokenService
 from logmail.services.auth import AuthService
 from logmail.services.bootstrap import BootstrapResult, bootstrap
 from logmail.services.ingest import IngestService
 from logmail.services.messages import MessageService
+from logmail.services.policy import PolicyService
 from logmail.services.retention import RetentionService
+from logmail.services.tiers import TierService
 from logmail.services.tokens import TokenAuthenticator
+from logmail.services.usage import UsageService
 from logmail.services.users import UserService
 from logmail.store.cache import Cache, open_cache
 from logmail.store.content import ContentStore, open_content_store
@@ -49,7 +53,30 @@ class Services:
 
     @cached_property
     def retention(self) -> RetentionService:
-        return RetentionService(self.db, self.content)
+        return RetentionService(self.db, self.content, self.tiers)
+
+    @property
+    def platform(self) -> bool:
+        return self.settings.mode == "platform"
+
+    @cached_property
+    def tiers(self) -> TierService:
+        return TierService(self.db, ttl=max(self.settings.policy.cache_seconds, 0.0))
+
+    @cached_property
+    def policy(self) -> PolicyService:
+        """The admission decision every entrance (SMTP, LMTP, Postfix policy, /ingest) asks."""
+        return PolicyService(self.db, self.cache, self.tiers, platform=self.platform,
+                             default_organization_id=self.boot.organization_id,
+                             cache_seconds=self.settings.policy.cache_seconds)
+
+    @cached_property
+    def addresses(self) -> AddressService:
+        return AddressService(self.db, self.tiers, self.policy, self.auth.audit, self.settings, self.auth.now)
+
+    @cached_property
+    def usage(self) -> UsageService:
+        return UsageService(self.db, self.cache, self.tiers, self.policy, platform=self.platform, clock=self.auth.now)
 
     @cached_property
     def cache(self) -> Cache:
@@ -72,10 +99,15 @@ class Services:
     @cached_property
     def users(self) -> UserService:
         a = self.auth
-        return UserService(self.db, a.passwords, a.audit, a.events, a.sessions, self.tokens, self.settings.auth, a.now,
-                           self.cache)
+        users = UserService(self.db, a.passwords, a.audit, a.events, a.sessions, self.tokens, self.settings.auth,
+                            a.now, self.cache)
+        if self.platform:
+            users.new_organisation_tier = self.settings.platform.default_tier
+        return users
 
     def close(self) -> None:
+        if "usage" in self.__dict__:
+            self.usage.flush()
         if "acceptor" in self.__dict__:
             self.acceptor.close()
         self.queue.close()

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 from logmail.mail import ParsedMessage, make_snippet, parse_message
 from logmail.queue.base import Job
+from logmail.store import addresses as address_repo
 from logmail.store import messages as repo
+from logmail.store import usage as usage_repo
 from logmail.store.content import ContentStore
 from logmail.store.database import Database
 
@@ -39,10 +41,23 @@ class IngestService:
         self.default_organization_id = default_organization_id
 
     def store(self, jobs: list[Job]) -> int:
-        """Store a batch of accepted messages; returns how many were new. Raises on storage trouble."""
+        """Store a batch of accepted messages; returns how many were new. Raises on storage trouble.
+
+        A message admitted for several organisations (platform mode) becomes one stored copy per
+        organisation, each showing only that organisation's envelope recipients.
+        """
+        copies = [(job, org, rcpts) for job in jobs for org, rcpts in self._routes(job)]
         with self.db.connect() as conn:
-            seen = repo.existing_ingest_ids(conn, [(self._org(j), j.payload["ingestId"]) for j in jobs])
-        prepared = [self._prepare(j) for j in jobs if (self._org(j), j.payload["ingestId"]) not in seen]
+            seen = repo.existing_ingest_ids(conn, [(org, job.payload["ingestId"]) for job, org, _ in copies])
+        prepared = []
+        parsed_by_job: dict[int, tuple[bytes, ParsedMessage]] = {}
+        for job, org, rcpts in copies:
+            if (org, job.payload["ingestId"]) in seen:
+                continue
+            if id(job) not in parsed_by_job:
+                raw = self.content.get(job.payload["rawKey"])
+                parsed_by_job[id(job)] = (raw, _parse_safely(raw))
+            prepared.append(self._prepare(job, org, rcpts, *parsed_by_job[id(job)]))
         if not prepared:
             return 0
         # Content first: a message row must never point at content that is not there yet.
@@ -52,21 +67,41 @@ class IngestService:
             again = repo.existing_ingest_ids(conn, [(p.message["organization_id"], p.message["ingest_id"])
                                                     for p in prepared])
             fresh = [p for p in prepared if (p.message["organization_id"], p.message["ingest_id"]) not in again]
+            address_ids = self._address_ids(conn, fresh)
             repo.insert_messages(conn, [p.message for p in fresh], [p.attachments for p in fresh],
-                                 [p.recipients for p in fresh], [p.search for p in fresh])
+                                 [[(r, address_ids.get((p.message["organization_id"], r))) for r in p.recipients]
+                                  for p in fresh],
+                                 [p.search for p in fresh])
+            per_org: dict[int, tuple[int, int]] = {}
+            for p in fresh:
+                count, size = per_org.get(p.message["organization_id"], (0, 0))
+                per_org[p.message["organization_id"]] = (count + 1, size + p.message["size"])
+            usage_repo.record_stored(conn, per_org, int(time.time() * 1000))
         for p in fresh:
             log.debug("stored message %s (ingest %s)", p.message["uuid"], p.message["ingest_id"])
         return len(fresh)
 
-    def _org(self, job: Job) -> int:
-        return job.payload.get("organizationId") or self.default_organization_id
+    def _routes(self, job: Job) -> list[tuple[int, list[str]]]:
+        routes = job.payload.get("routes")
+        if routes:
+            return [(int(org), list(rcpts)) for org, rcpts in routes.items()]
+        return [(job.payload.get("organizationId") or self.default_organization_id, list(job.payload.get("rcptTo", [])))]
 
-    def _prepare(self, job: Job) -> _Prepared:
+    @staticmethod
+    def _address_ids(conn, prepared: list[_Prepared]) -> dict[tuple[int, str], int]:
+        """Which of its own addresses each organisation's recipients (envelope, To, Cc) belong to."""
+        out: dict[tuple[int, str], int] = {}
+        wanted: dict[int, set[str]] = {}
+        for p in prepared:
+            wanted.setdefault(p.message["organization_id"], set()).update(p.recipients)
+        for org, rcpts in wanted.items():
+            for address, address_id in address_repo.resolve_many(conn, org, sorted(rcpts)).items():
+                out[(org, address)] = address_id
+        return out
+
+    def _prepare(self, job: Job, org: int, envelope_to: list[str], raw: bytes, parsed: ParsedMessage) -> _Prepared:
         payload = job.payload
-        raw = self.content.get(payload["rawKey"])
-        parsed = _parse_safely(raw)
         message_uuid = str(uuid.uuid4())
-        org = self._org(job)
         body_key = f"body/{message_uuid}"
         body = json.dumps({"headers": parsed.headers, "text": parsed.text, "html": parsed.html},
                           ensure_ascii=False).encode("utf-8", "surrogatepass")
@@ -83,7 +118,7 @@ class IngestService:
                 "sha256": att.sha256, "content_key": key,
             })
         from_ = parsed.from_
-        rcpt = [a.lower() for a in payload.get("rcptTo", [])]
+        rcpt = [a.lower() for a in envelope_to]
         header_rcpts = [a.address.lower() for a in (parsed.to + parsed.cc) if a.address]
         recipients = [_cap(a, 320) for a in dict.fromkeys(rcpt + header_rcpts) if a]
         message = {
@@ -102,7 +137,7 @@ class IngestService:
             "to": [{"name": a.name, "address": a.address} for a in parsed.to],
             "cc": [{"name": a.name, "address": a.address} for a in parsed.cc],
             "envelope_from": _cap(payload.get("mailFrom", ""), 320),
-            "envelope_to": list(payload.get("rcptTo", [])),
+            "envelope_to": list(envelope_to),
             "date": parsed.date,
             "received_at": payload.get("receivedAt") or int(time.time() * 1000),
             "size": payload.get("size", len(raw)),
@@ -113,7 +148,7 @@ class IngestService:
         }
         addresses = " ".join(
             f"{a.name} {a.address}" for a in ([from_] if from_ else []) + parsed.to + parsed.cc
-        ) + " " + " ".join(payload.get("rcptTo", []))
+        ) + " " + " ".join(envelope_to)
         search_row = {"subject": parsed.subject, "addresses": addresses,
                       "body": parsed.text or make_snippet(None, parsed.html, limit=64 * 1024)}
         return _Prepared(job, message, attachments, recipients, search_row, blobs)

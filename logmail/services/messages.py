@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from logmail.errors import NotFoundError
-from logmail.services.audit import MESSAGE_DELETED, AuditLog
+from logmail.errors import BadRequestError, NotFoundError
+from logmail.services.audit import MESSAGE_DELETED, MESSAGES_DELETED, AuditLog
 from logmail.services.principal import Principal
 from logmail.services.security_events import SecurityEvents
 from logmail.store import messages as repo
+from logmail.store import tags as tags_repo
 from logmail.store.content import ContentStore
 from logmail.store.database import Database
 
@@ -29,7 +31,7 @@ def _address(name: str, address: str) -> dict[str, str]:
     return {"name": name, "address": address}
 
 
-def summary_json(row: Any) -> dict[str, Any]:
+def summary_json(row: Any, tags: list[str] | None = None) -> dict[str, Any]:
     return {
         "id": row.uuid,
         "messageId": row.message_id,
@@ -46,7 +48,26 @@ def summary_json(row: Any) -> dict[str, Any]:
         "source": row.source,
         "envelope": {"mailFrom": row.envelope_from, "rcptTo": row.envelope_to},
         "hasParseErrors": bool(row.parse_errors),
+        "tags": tags or [],
     }
+
+
+MAX_TAGS = 50
+_TAG = re.compile(r"^[\w.:/-]{1,64}$", re.UNICODE)
+DELETE_BATCH = 500
+
+
+def check_tags(name: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise BadRequestError(f"{name} must be a list of strings")
+    tags = list(dict.fromkeys(t.strip().lower() for t in value))
+    for tag in tags:
+        if not _TAG.match(tag):
+            raise BadRequestError(f"{name}: {tag[:70]!r} is not a tag (1-64 letters, digits, '_', '.', ':', "
+                                  "'/' or '-')")
+    if len(tags) > MAX_TAGS:
+        raise BadRequestError(f"{name}: a message may have at most {MAX_TAGS} tags")
+    return tags
 
 
 class MessageService:
@@ -66,19 +87,21 @@ class MessageService:
     def list(self, who: Principal, flt: repo.MessageFilter, *, limit: int, offset: int, cursor: int | None):
         with self.db.read() as session:
             page = repo.list_messages(session, who.organization_id, flt, limit=limit, offset=offset, before_id=cursor)
-        return [summary_json(r) for r in page.rows], page.total, page.next_cursor
+            tags = tags_repo.for_messages(session, who.organization_id, [r.id for r in page.rows])
+        return [summary_json(r, tags.get(r.id)) for r in page.rows], page.total, page.next_cursor
 
     def get(self, who: Principal, message_uuid: str) -> dict[str, Any]:
         with self.db.read() as session:
             msg = repo.get_message(session, who.organization_id, message_uuid)
             atts = repo.get_attachments(session, who.organization_id, msg.id) if msg is not None else []
+            tags = tags_repo.for_messages(session, who.organization_id, [msg.id]) if msg is not None else {}
         if msg is None:
             raise self._not_found(who, "message", message_uuid)
         body = {"headers": [], "text": None, "html": None}
         if msg.body_key:
             body = json.loads(self.content.get(msg.body_key))
         return {
-            **summary_json(msg),
+            **summary_json(msg, tags.get(msg.id)),
             "inReplyTo": msg.in_reply_to,
             "references": msg.references or [],
             "headers": [{"name": k, "value": v} for k, v in body["headers"]],
@@ -110,6 +133,56 @@ class MessageService:
         name = att.filename or f"attachment-{att.position + 1}"
         return Download(self.content.get(att.content_key), att.content_type, name)
 
+    def update(self, who: Principal, message_uuid: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Flags and tags: ``isRead``, ``tags`` (replace all), ``addTags``, ``removeTags``."""
+        with self.db.write() as session:
+            msg = repo.get_message(session, who.organization_id, message_uuid)
+            if msg is None:
+                missing = True
+            else:
+                missing = False
+                self._apply(session, who, msg, changes)
+        if missing:  # recorded outside the write: the probe's event needs a transaction of its own
+            raise self._not_found(who, "message", message_uuid)
+        return self.get(who, message_uuid)
+
+    def _apply(self, session, who: Principal, msg, changes: dict[str, Any]) -> None:
+        if "isRead" in changes:
+            msg.is_read = changes["isRead"]
+        add, remove = list(changes.get("addTags", [])), list(changes.get("removeTags", []))
+        if "tags" in changes:
+            have = tags_repo.for_messages(session, who.organization_id, [msg.id]).get(msg.id, [])
+            remove += [t for t in have if t not in changes["tags"]]
+            add += changes["tags"]
+        tags_repo.change(session, who.organization_id, msg.id, add=add, remove=remove)
+        session.flush()
+        if len(tags_repo.for_messages(session, who.organization_id, [msg.id]).get(msg.id, [])) > MAX_TAGS:
+            raise BadRequestError(f"a message may have at most {MAX_TAGS} tags")
+
+    def delete_matching(self, who: Principal, flt: repo.MessageFilter) -> int:
+        """Delete every message the filter selects, in batches; one audit entry for the whole."""
+        deleted = 0
+        while True:
+            with self.db.write() as session:
+                page = repo.list_messages(session, who.organization_id, flt, limit=DELETE_BATCH, offset=0)
+                pks = [r.id for r in page.rows]
+                keys = repo.delete_messages(session, who.organization_id, pks)
+            self._delete_content(keys)
+            deleted += len(pks)
+            if len(pks) < DELETE_BATCH:
+                break
+        with self.db.write() as session:
+            if self.audit is not None:
+                self.audit.add(session, who, MESSAGES_DELETED, target_type="message",
+                               details={"count": deleted, "filter": _describe(flt)})
+        return deleted
+
+    def _delete_content(self, keys: list[str]) -> None:
+        try:
+            self.content.delete_many(keys)
+        except Exception:
+            log.warning("messages deleted, but %d content blobs could not be removed", len(keys))
+
     def delete(self, who: Principal, message_uuid: str) -> None:
         keys: list[str] = []
         with self.db.write() as session:
@@ -126,3 +199,8 @@ class MessageService:
             self.content.delete_many(keys)
         except Exception:
             log.warning("message %s deleted, but %d content blobs could not be removed", message_uuid, len(keys))
+
+
+def _describe(flt: repo.MessageFilter) -> dict[str, Any]:
+    return {k: v for k, v in (("q", flt.q), ("to", flt.to), ("from", flt.from_), ("since", flt.since),
+                              ("until", flt.until)) if v is not None}

@@ -22,7 +22,6 @@ from logmail.store.cache import Cache
 from logmail.store.database import Database
 from logmail.store.models import Organization, User
 
-DEFAULT_TIER = "free"  # tiers arrive later; every new organisation starts on this one
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -46,6 +45,8 @@ class UserService:
         self.tokens = tokens
         self.settings = settings
         self._clock = clock
+        # Platform mode: platform.default_tier. Local mode has no quotas, for any organisation.
+        self.new_organisation_tier = "unlimited"
 
     def register(self, email: str, password: str, organisation_name: str, *, ip: str = "",
                  user_agent: str = "") -> dict[str, Any]:
@@ -63,7 +64,7 @@ class UserService:
         with self.db.write() as session:
             if repo.email_taken(session, email):
                 raise ConflictError("a user with this email already exists")
-            org = Organization(name=name, tier=DEFAULT_TIER, created_at=now)
+            org = Organization(name=name, tier=self.new_organisation_tier, created_at=now)
             session.add(org)
             session.flush()
             user = User(organization_id=org.id, email=email, password_hash=password_hash, role="owner",

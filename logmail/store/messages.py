@@ -5,27 +5,43 @@ There is deliberately no way here to read or change a message without naming its
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from logmail.store import search
-from logmail.store.models import Attachment, Message, MessageRecipient
+from logmail.store import search, usage
+from logmail.store.models import Attachment, Message, MessageRecipient, MessageTag
+from logmail.store.query_conditions import query_conditions, text_expression
+from logmail.store.query_language import Query, parse_query
 
 
 @dataclass(slots=True)
 class MessageFilter:
+    """What to list: the query parameters of ``GET /messages``; ``q`` is in the search language
+    of :mod:`logmail.store.query_language`, refused (BadRequestError) when the filter is made."""
+
     to: str | None = None
     from_: str | None = None
     since: int | None = None
     until: int | None = None
     q: str | None = None
+    address_id: int | None = None  # mail received by one of the organisation's addresses
+
+    def __post_init__(self) -> None:
+        self.query()
+
+    def query(self) -> Query:
+        return parse_query(self.q or "")
 
     def only_text(self) -> bool:
-        return not (self.to or self.from_ or self.since is not None or self.until is not None)
+        """No filter but ``q``."""
+        return not (self.to or self.from_ or self.since is not None or self.until is not None
+                    or self.address_id is not None)
 
     def conditions(self, organization_id: int, dialect: str) -> list:
+        """Conditions on ``Message`` selecting exactly this organisation's messages that match."""
         conds = [Message.organization_id == organization_id]
         if self.from_:
             conds.append(Message.from_address == self.from_.lower())
@@ -38,18 +54,21 @@ class MessageFilter:
                     )
                 )
             )
+        if self.address_id is not None:
+            conds.append(
+                Message.id.in_(
+                    select(MessageRecipient.message_id).where(
+                        MessageRecipient.organization_id == organization_id,
+                        MessageRecipient.address_id == self.address_id,
+                    )
+                )
+            )
         if self.since is not None:
             conds.append(Message.received_at >= self.since)
         if self.until is not None:
             conds.append(Message.received_at < self.until)
         if self.q:
-            expr = search.fts_query(self.q, dialect)
-            if expr is not None:
-                conds.append(Message.id.in_(search.matching_ids_clause(dialect, organization_id, expr)))
-            elif search.terms(self.q):
-                # Only words the engine does not index (too short for InnoDB): look at subjects.
-                for value, _ in search.terms(self.q):
-                    conds.append(Message.subject.contains(value, autoescape=True))
+            conds += query_conditions(self.query(), organization_id, dialect)
         return conds
 
 
@@ -73,8 +92,9 @@ def list_messages(session: Session, organization_id: int, flt: MessageFilter, *,
                   before_id: int | None = None) -> Page:
     """Newest stored first. ``before_id`` is the keyset cursor: stable while mail keeps arriving."""
     dialect = session.bind.dialect.name
-    expr = search.fts_query(flt.q, dialect) if flt.q else None
-    if expr is not None and flt.only_text():
+    # Required words and phrases and nothing else: the index answers both the page and the total.
+    expr = text_expression(flt.query(), dialect) if flt.q and flt.only_text() else None
+    if expr is not None:
         return _search_page(session, organization_id, expr, limit=limit, offset=offset, before_id=before_id)
     conds = flt.conditions(organization_id, dialect)
     total = session.execute(select(func.count()).select_from(Message).where(*conds)).scalar_one()
@@ -143,7 +163,7 @@ def delete_messages(session: Session, organization_id: int, message_pks: list[in
     if not message_pks:
         return []
     rows = session.execute(
-        select(Message.id, Message.raw_key, Message.body_key)
+        select(Message.id, Message.raw_key, Message.body_key, Message.size)
         .where(Message.organization_id == organization_id, Message.id.in_(message_pks))
     ).all()
     pks = [r.id for r in rows]  # only this organisation's: ids of others are silently not touched
@@ -158,7 +178,10 @@ def delete_messages(session: Session, organization_id: int, message_pks: list[in
     search.unindex(conn, pks)
     conn.execute(delete(Attachment).where(Attachment.message_id.in_(pks)))
     conn.execute(delete(MessageRecipient).where(MessageRecipient.message_id.in_(pks)))
+    conn.execute(delete(MessageTag).where(MessageTag.message_id.in_(pks)))
     conn.execute(delete(Message).where(Message.organization_id == organization_id, Message.id.in_(pks)))
+    # In the same transaction: the organisation's storage can never disagree with what it keeps.
+    usage.record_deleted(conn, organization_id, len(pks), sum(r.size for r in rows), int(time.time() * 1000))
     return keys
 
 
@@ -192,8 +215,11 @@ def existing_ingest_ids(conn: Connection, pairs: list[tuple[int, str]]) -> set[t
 
 
 def insert_messages(conn: Connection, messages: list[dict], attachments: list[list[dict]],
-                    recipients: list[list[str]], search_rows: list[dict]) -> list[int]:
-    """Insert a batch; the i-th message owns attachments[i], recipients[i] and search_rows[i]."""
+                    recipients: list[list[tuple[str, int | None]]], search_rows: list[dict]) -> list[int]:
+    """Insert a batch; the i-th message owns attachments[i], recipients[i] and search_rows[i].
+
+    A recipient is (address, the organisation's EmailAddress id it was delivered to, or None).
+    """
     if not messages:
         return []
     conn.execute(insert(Message), messages)
@@ -206,7 +232,8 @@ def insert_messages(conn: Connection, messages: list[dict], attachments: list[li
     att_rows, rcpt_rows, index_rows = [], [], []
     for pk, msg, atts, rcpts, srow in zip(message_ids, messages, attachments, recipients, search_rows):
         att_rows.extend({**a, "message_id": pk} for a in atts)
-        rcpt_rows.extend({"message_id": pk, "address": r, "organization_id": msg["organization_id"]} for r in rcpts)
+        rcpt_rows.extend({"message_id": pk, "address": r, "address_id": address_id,
+                          "organization_id": msg["organization_id"]} for r, address_id in rcpts)
         index_rows.append({**srow, "id": pk, "organization_id": msg["organization_id"]})
     if att_rows:
         conn.execute(insert(Attachment), att_rows)

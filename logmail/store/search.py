@@ -3,24 +3,16 @@
 SQLite: an FTS5 table whose rowid is ``messages.id``, with the organisation as a token of its own
 (``o<id>``) so that a tenant's search and count are answered by the index alone. MySQL/MariaDB: an
 InnoDB table with a FULLTEXT index, queried in boolean mode. Either way search reads only the
-index, never bodies, and user input is turned into a safe expression: every word must appear,
-quoted phrases are phrases, and the engines' own operators in the input are just text.
+index, never bodies. The safe engine expressions are built from the search language by
+:mod:`logmail.store.query_conditions`.
 """
 
 from __future__ import annotations
-
-import re
 
 from sqlalchemy import Connection, text
 
 # What is indexed of a body; a search index is for finding mail, not for storing it.
 MAX_INDEXED_BODY = 64 * 1024
-# InnoDB does not index words shorter than innodb_ft_min_token_size (3 by default); a required
-# term it never indexed would match nothing, so such terms are left out of the MySQL query.
-MYSQL_MIN_TOKEN = 3
-
-_TOKEN = re.compile(r'"([^"]*)"|(\S+)')
-_MYSQL_WORD = re.compile(r"[\w]+", re.UNICODE)
 
 
 def index_rows(conn: Connection, rows: list[dict]) -> None:
@@ -49,35 +41,6 @@ def unindex(conn: Connection, ids: list[int]) -> None:
     conn.execute(text(f"DELETE FROM message_search WHERE {column} = :id"), [{"id": i} for i in ids])
 
 
-def terms(q: str) -> list[tuple[str, bool]]:
-    """The user's terms as (text, is_phrase), with quotes removed."""
-    out = []
-    for phrase, word in _TOKEN.findall(q):
-        value = (phrase or word).replace('"', " ").strip()
-        if value:
-            out.append((value, bool(phrase)))
-    return out
-
-
-def fts_query(q: str, dialect: str = "sqlite") -> str | None:
-    """A safe engine expression requiring every term, or None when nothing searchable remains."""
-    if dialect == "mysql":
-        return _mysql_query(q)
-    parts = ['"' + value + '"' for value, _ in terms(q)]
-    return " AND ".join(parts) if parts else None
-
-
-def _mysql_query(q: str) -> str | None:
-    parts = []
-    for value, _ in terms(q):
-        # Boolean-mode operators (+ - < > ( ) ~ * @) inside a word would change its meaning: keep
-        # only the word characters, as a required phrase (which InnoDB matches word by word).
-        words = [w for w in _MYSQL_WORD.findall(value) if len(w) >= MYSQL_MIN_TOKEN]
-        if words:
-            parts.append('+"' + " ".join(words) + '"')
-    return " ".join(parts) if parts else None
-
-
 def _where(dialect: str) -> str:
     if dialect == "sqlite":
         return "message_search MATCH ('org:' || :org_token || ' AND (' || :fts || ')')"
@@ -90,13 +53,6 @@ def _params(dialect: str, organization_id: int, expr: str) -> dict:
     if dialect == "sqlite":
         return {"org_token": f"o{organization_id}", "fts": expr}
     return {"org": organization_id, "fts": expr}
-
-
-def matching_ids_clause(dialect: str, organization_id: int, expr: str):
-    """A SQL fragment selecting the ids of this organisation's messages that match ``expr``."""
-    id_column = "rowid" if dialect == "sqlite" else "message_id"
-    return text(f"SELECT {id_column} FROM message_search WHERE {_where(dialect)}").bindparams(
-        **_params(dialect, organization_id, expr))
 
 
 def count(conn: Connection, organization_id: int, expr: str) -> int:
