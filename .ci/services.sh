@@ -9,6 +9,8 @@ command -v mariadbd >/dev/null || need_pkgs+=(mariadb-server)
 command -v mariadb-install-db >/dev/null || need_pkgs+=(mariadb-server)
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v rabbitmq-server >/dev/null || need_pkgs+=(rabbitmq-server)
+# A private Postfix instance is the peer of tests/test_postfix.py (policy service, LMTP, pipe).
+command -v postfix >/dev/null || need_pkgs+=(postfix)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -30,6 +32,10 @@ wait_port() {  # name port start-command...
 }
 
 rc=0
+for bin in postfix postmap postqueue; do
+  command -v "$bin" >/dev/null || { echo "FAIL: $bin is missing (Debian package postfix)"; rc=1; }
+done
+[ $rc -eq 0 ] && echo "ok: Postfix $(postconf -h mail_version 2>/dev/null)"
 wait_port MariaDB 3306 start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || rc=1
 wait_port Redis 6379 redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
   --dir /var/lib/redis --logfile /var/log/redis/ci.log || rc=1

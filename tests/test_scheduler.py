@@ -10,7 +10,7 @@ from conftest import claim_all
 from logmail.daemon.jobs import RetentionJob
 from logmail.services.retention import DAY_MS
 from logmail.daemon.scheduler import JobRunner, ScheduledJob
-from logmail.services.accept import INGEST_QUEUE, Envelope
+from logmail.services.accept import Envelope
 from logmail.services.container import build_services
 from logmail.store import leases
 

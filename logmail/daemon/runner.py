@@ -64,6 +64,8 @@ class Daemon:
     services: Services | None = None
     smtp_port: int | None = None
     api_port: int | None = None
+    lmtp_port: int | None = None
+    policy_port: int | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _stop: asyncio.Event | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
@@ -120,8 +122,6 @@ class Daemon:
 
     async def _start(self) -> None:
         s = self.settings
-        if s.mode != "local":
-            raise ConfigError('mode = "platform" is not available in this version; use mode = "local"')
         if "api" in self.roles and s.api.enabled:
             check_auth_settings(s)  # before anything is opened: unsafe settings never serve a request
         self.services = await asyncio.to_thread(build_services, s)
@@ -136,11 +136,28 @@ class Daemon:
 
             sock = bind(s.smtp.host, s.smtp.port)
             self.smtp_port = sock.getsockname()[1]
-            handler = InboundHandler(self.services.acceptor, max_recipients=s.smtp.max_recipients,
-                                     max_message_size=s.smtp.max_message_size)
+            handler = InboundHandler(self.services.acceptor, policy=self._policy(),
+                                     max_recipients=s.smtp.max_recipients, max_message_size=s.smtp.max_message_size)
             server = await self._loop.create_server(protocol_factory(s.smtp, handler), sock=sock)
             self._servers.append(server)
             log.info("SMTP listening on %s:%d", s.smtp.host, self.smtp_port)
+        if "smtp" in self.roles and s.lmtp.enabled:
+            from logmail.smtp.lmtp import LmtpHandler, start_lmtp
+
+            sock = bind(s.lmtp.host, s.lmtp.port)
+            self.lmtp_port = sock.getsockname()[1]
+            handler = LmtpHandler(self.services.acceptor, policy=self._policy(),
+                                  max_recipients=s.smtp.max_recipients, max_message_size=s.smtp.max_message_size)
+            self._servers.append(await start_lmtp(s.smtp, handler, sock))
+            log.info("LMTP listening on %s:%d", s.lmtp.host, self.lmtp_port)
+        if "smtp" in self.roles and s.policy.enabled:
+            from logmail.smtp.policy_server import PolicyServer
+
+            sock = bind(s.policy.host, s.policy.port)
+            self.policy_port = sock.getsockname()[1]
+            self._policy_server = PolicyServer(self.services.policy)
+            await self._policy_server.start(sock)
+            log.info("policy service listening on %s:%d", s.policy.host, self.policy_port)
         if "api" in self.roles and s.api.enabled:
             from logmail.api.app import create_app
 
@@ -162,6 +179,10 @@ class Daemon:
             self._jobs = JobRunner(self.services.db)
             self._jobs.add(RetentionJob(self.services.retention, s.retention))
             self._jobs.start()
+
+    def _policy(self):
+        """The admission policy for the listeners; None in local mode, where they catch everything."""
+        return self.services.policy if self.services.platform else None
 
     def _start_consumers(self) -> None:
         s = self.settings
@@ -198,6 +219,8 @@ class Daemon:
             self._watchdog.cancel()
         if getattr(self, "_jobs", None) is not None:
             await asyncio.to_thread(self._jobs.shutdown)
+        if getattr(self, "_policy_server", None) is not None:
+            await self._policy_server.close()
         for server in getattr(self, "_servers", []):
             server.close()
         for server in getattr(self, "_servers", []):
