@@ -40,6 +40,8 @@ class UsageService:
         self.platform = platform
         self._clock = clock
         self._lock = threading.Lock()
+        # Held while counts move from memory to SQL, so a report never sees them in neither place.
+        self._flushing = threading.Lock()
         self._api_calls: dict[int, int] = {}
 
     # -- API requests --------------------------------------------------------------------------
@@ -65,18 +67,19 @@ class UsageService:
 
     def flush(self) -> None:
         """Add the API calls counted since the last flush to this month's rows."""
-        with self._lock:
-            counts, self._api_calls = self._api_calls, {}
-        if not counts:
-            return
-        try:
-            with self.db.write_connection() as conn:
-                repo.record_api_calls(conn, counts, self._clock())
-        except Exception as exc:  # keep them for the next flush rather than lose them
-            log.warning("could not record API usage (%s); will retry", exc)
+        with self._flushing:
             with self._lock:
-                for org, n in counts.items():
-                    self._api_calls[org] = self._api_calls.get(org, 0) + n
+                counts, self._api_calls = self._api_calls, {}
+            if not counts:
+                return
+            try:
+                with self.db.write_connection() as conn:
+                    repo.record_api_calls(conn, counts, self._clock())
+            except Exception as exc:  # keep them for the next flush rather than lose them
+                log.warning("could not record API usage (%s); will retry", exc)
+                with self._lock:
+                    for org, n in counts.items():
+                        self._api_calls[org] = self._api_calls.get(org, 0) + n
 
     # -- the report ----------------------------------------------------------------------------
 
@@ -84,7 +87,7 @@ class UsageService:
         """Usage of the caller's organisation (a platform admin may name another) against its limits."""
         now = self._clock()
         period = repo.period_of(now)
-        with self.db.read() as session:
+        with self._flushing, self.db.read() as session:
             if organization_uuid is not None and not who.is_platform_admin:
                 raise ForbiddenError("only platform admins may see another organisation's usage")
             if organization_uuid is not None:
@@ -96,8 +99,8 @@ class UsageService:
                 org = session.execute(select(Organization).where(Organization.id == who.organization_id)).scalar_one()
             month = repo.month(session.connection(), org.id, period)
             addresses = address_repo.count(session, org.id)
-        with self._lock:
-            pending_calls = self._api_calls.get(org.id, 0)
+            with self._lock:
+                pending_calls = self._api_calls.get(org.id, 0)
         tier = self.tiers.get(org.tier)
         used = {
             "emailsReceived": month.emails_received if month else 0,
