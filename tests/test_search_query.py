@@ -16,7 +16,7 @@ from logmail.errors import BadRequestError
 from logmail.services.accept import Envelope
 from logmail.store.messages import LIST_COLUMNS, MessageFilter
 from logmail.store.models import Message, MessageTag, Organization
-from logmail.store.query_language import Term, parse_query
+from logmail.mail.query_language import QuerySyntaxError, Term, parse_query
 
 
 def _short(value):
@@ -88,9 +88,9 @@ def test_parse(q, expected):
     ("x" * 1001, "q: longer than 1000 characters"),
 ], ids=_short)
 def test_malformed_queries_say_where(q, message):
-    with pytest.raises(BadRequestError) as caught:
+    with pytest.raises(QuerySyntaxError) as caught:
         parse_query(q)
-    assert message in caught.value.message
+    assert message in str(caught.value)
     with pytest.raises(BadRequestError):  # refused when the filter is made, before any query runs
         MessageFilter(q=q)
 

@@ -14,13 +14,14 @@ from sqlalchemy.orm import Session
 from logmail.store import search, usage
 from logmail.store.models import Attachment, Message, MessageRecipient, MessageTag
 from logmail.store.query_conditions import query_conditions, text_expression
-from logmail.store.query_language import Query, parse_query
+from logmail.errors import BadRequestError
+from logmail.mail.query_language import Query, QuerySyntaxError, parse_query
 
 
 @dataclass(slots=True)
 class MessageFilter:
     """What to list: the query parameters of ``GET /messages``; ``q`` is in the search language
-    of :mod:`logmail.store.query_language`, refused (BadRequestError) when the filter is made."""
+    of :mod:`logmail.mail.query_language`, refused (BadRequestError) when the filter is made."""
 
     to: str | None = None
     from_: str | None = None
@@ -33,7 +34,10 @@ class MessageFilter:
         self.query()
 
     def query(self) -> Query:
-        return parse_query(self.q or "")
+        try:
+            return parse_query(self.q or "")
+        except QuerySyntaxError as exc:
+            raise BadRequestError(str(exc)) from None
 
     def only_text(self) -> bool:
         """No filter but ``q``."""

@@ -26,7 +26,7 @@ import re
 from sqlalchemy import String, and_, bindparam, not_, or_, select, text, type_coerce
 
 from logmail.store.models import Message, MessageRecipient, MessageTag
-from logmail.store.query_language import Query, Term
+from logmail.mail.query_language import Query, Term
 
 MYSQL_MIN_TOKEN = 3
 _WORD = re.compile(r"\w+", re.UNICODE)

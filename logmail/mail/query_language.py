@@ -15,7 +15,7 @@ excludes what it would match. Fields::
                            before: is strictly before it, both on the time the message was received
 
 ``name:value`` where name is not a field (``10:30``, ``https://...``) is ordinary text. A query that
-cannot be understood is refused with a :class:`BadRequestError` naming the character (counted from
+cannot be understood is refused with a :class:`QuerySyntaxError` naming the character (counted from
 1) where the problem is. Compiling terms into SQL is :mod:`logmail.store.query_conditions`.
 """
 
@@ -27,7 +27,6 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from logmail.errors import BadRequestError
 
 MAX_QUERY_LENGTH = 1000
 MAX_TERMS = 50
@@ -48,6 +47,10 @@ _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})
 
 _SIZE_HINT = "a size such as 10k or 2M"
 _DATE_HINT = "a date such as 2026-01-31 or 2026-01-31T09:30:00Z"
+
+
+class QuerySyntaxError(ValueError):
+    """A query that cannot be understood; the message says where (the API answers it with a 400)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +86,9 @@ class Query:
 
 
 def parse_query(q: str) -> Query:
-    """The terms of ``q``; raises BadRequestError saying where a malformed query goes wrong."""
+    """The terms of ``q``; raises QuerySyntaxError saying where a malformed query goes wrong."""
     if len(q) > MAX_QUERY_LENGTH:
-        raise BadRequestError(f"q: longer than {MAX_QUERY_LENGTH} characters")
+        raise QuerySyntaxError(f"q: longer than {MAX_QUERY_LENGTH} characters")
     return Query(tuple(_Parser(q).terms()))
 
 
@@ -136,7 +139,7 @@ class _Parser:
         opening = self.i
         closing = self.q.find('"', opening + 1)
         if closing < 0:
-            raise BadRequestError(f"q: unclosed quote starting at character {opening + 1}")
+            raise QuerySyntaxError(f"q: unclosed quote starting at character {opening + 1}")
         self.i = closing + 1
         return self.q[opening + 1:closing]
 
@@ -147,8 +150,8 @@ class _Parser:
         return self.q[start:self.i]
 
 
-def _error(problem: str, position: int) -> BadRequestError:
-    return BadRequestError(f"q: {problem} (at character {position})")
+def _error(problem: str, position: int) -> QuerySyntaxError:
+    return QuerySyntaxError(f"q: {problem} (at character {position})")
 
 
 def _shown(value: str) -> str:
