@@ -167,24 +167,44 @@ def test_postfix_keeps_the_mail_while_lmtp_is_down_and_delivers_it_after(logmail
 
 # -- the pipe(8) route: main.cf and master.cf with `logmail ingest` ------------------------------------
 
-def _python_for(user: str) -> tuple[str, bool]:
+def _python_for(user: str, staging: Path) -> tuple[str, bool]:
     """A command that runs this checkout's logmail as ``user`` (pipe(8) refuses root), and whether
     it can load the Redis client. The venv's interpreter may live where that user cannot go (pyenv
     under /root); the system Python of the same minor version with the venv's packages on its path
-    does the same job, except that redis-py needs a package the venv lacks on Python < 3.11.3."""
+    does the same job, except that redis-py needs a package the venv lacks on Python < 3.11.3. When
+    the checkout itself is out of the user's reach (a CI clone in a 0700 directory), its package and
+    the venv's packages are staged in ``staging`` (hard links where the file system allows)."""
     here = Path(__file__).resolve().parent.parent
     site = Path(sysconfig.get_paths()["purelib"])
+    command = _runnable(user, here, site)
+    if command is None:
+        staging.mkdir(mode=0o755, parents=True, exist_ok=True)
+        staging.chmod(0o755)
+        for source, target in ((here / "logmail", staging / "code" / "logmail"), (site, staging / "site")):
+            target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            if subprocess.run(["cp", "-al", str(source), str(target)], capture_output=True).returncode != 0:
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(source, target, symlinks=True)
+        subprocess.run(["chmod", "-R", "a+rX", str(staging)], check=True)
+        here, site = staging / "code", staging / "site"
+        command = _runnable(user, here, site)
+    if command is None:
+        pytest.fail(f"no Python that {user} may run logmail with, even from {staging}")
+    redis = subprocess.run(["su", "-s", "/bin/sh", user, "-c", f"/usr/bin/env PYTHONPATH={here}:{site} "
+                            f"{command.split()[-3]} -c 'import logmail.store.cache_redis'"], cwd="/",
+                           capture_output=True, timeout=60)
+    return command, redis.returncode == 0
+
+
+def _runnable(user: str, here: Path, site: Path) -> str | None:
     candidates = [Path(sys.executable).resolve(), Path(f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}")]
     for python in candidates:
         command = f"/usr/bin/env PYTHONPATH={here}:{site} {python} -m logmail"
         probe = subprocess.run(["su", "-s", "/bin/sh", user, "-c", f"{command} ingest --help"], cwd="/",
                                capture_output=True, timeout=60)
         if probe.returncode == 0:
-            redis = subprocess.run(["su", "-s", "/bin/sh", user, "-c", f"/usr/bin/env PYTHONPATH={here}:{site} "
-                                    f"{python} -c 'import logmail.store.cache_redis'"], cwd="/", capture_output=True,
-                                   timeout=60)
-            return command, redis.returncode == 0
-    pytest.fail(f"no Python that {user} may run logmail with (tried {', '.join(map(str, candidates))})")
+            return command
+    return None
 
 
 def _logmail_toml(path: Path, settings, *, redis: bool) -> Path:
@@ -216,7 +236,7 @@ def test_the_pipe_route_stores_with_routes_and_bounces_with_the_right_status(wor
     finally:
         services.close()  # the embedded stores are handed to the pipe user, closed
     subprocess.run(["chown", "-R", f"{user}:", settings.data_dir], check=True)
-    python, redis = _python_for(user)
+    python, redis = _python_for(user, workdir / "stage")
     config = _logmail_toml(workdir / "logmail.toml", settings, redis=redis)
 
     transport = workdir / "transport"
