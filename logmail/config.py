@@ -174,6 +174,56 @@ class PlatformSettings:
 
 
 @dataclass
+class AccountsSettings:
+    encryption_keys: list[str] = setting([], "Keys (base64, 32 bytes each) that encrypt stored mailbox passwords; the "
+                                             "first encrypts, every one decrypts. Empty: a key file "
+                                             "`credentials.keys` (0600) in data_dir, made on first start. Several "
+                                             "daemons need the same keys.", secret=True)
+    min_sync_interval: int = setting(60, "Shortest syncInterval (seconds) an account may ask for.")
+    timeout: float = setting(30.0, "Seconds allowed to connect to a mailbox server and for each reply.")
+    dispatch_interval: float = setting(5.0, "Seconds between looks for accounts that are due a sync (the "
+                                            "`scheduler` role).")
+    max_parallel_syncs: int = setting(4, "Accounts one daemon syncs at the same time.")
+    rate_limit_per_minute: int = setting(50, "Requests a minute each user may make to /api/accounts (0: no limit).")
+
+
+@dataclass
+class OutboundSettings:
+    smtp_host: str = setting("", "Primary SMTP server for the mail logmail sends (notifications, alerts). Empty: "
+                                 "nothing is sent; notifications stay in the app. Env also SMTP_HOST.")
+    smtp_port: int = setting(587, "Port of the primary server. Env also SMTP_PORT.")
+    smtp_user: str = setting("", "User name for SMTP AUTH on both servers (empty: no AUTH). Env also SMTP_USER.")
+    smtp_password: str = setting("", "Password for SMTP AUTH; never logged. Env also SMTP_PASSWORD.", secret=True)
+    smtp_use_tls: bool = setting(True, "STARTTLS before sending (implicit TLS on port 465). Env also SMTP_USE_TLS.")
+    smtp_backup_host: str = setting("", "Backup server, tried when the primary cannot be reached, times out or "
+                                        "answers 4xx (empty: none). Env also SMTP_BACKUP_HOST.")
+    smtp_backup_port: int = setting(587, "Port of the backup server. Env also SMTP_BACKUP_PORT.")
+    from_email: str = setting("logmail@localhost", "Sender address of logmail's mail. Env also SMTP_FROM_EMAIL.")
+    from_name: str = setting("logmail", "Sender name of logmail's mail. Env also SMTP_FROM_NAME.")
+    timeout: float = setting(30.0, "Seconds allowed to connect to a server and for each reply.")
+    retry_base_delay: int = setting(60, "Seconds before the first retry; doubles per attempt (60, 120, 240, 480, "
+                                        "960). Env also EMAIL_RETRY_BASE_DELAY.")
+    max_attempts: int = setting(5, "Attempts before a mail is given up as failed. Env also EMAIL_MAX_ATTEMPTS.")
+    expiry_hours: int = setting(48, "Hours after which unsent mail expires. Env also EMAIL_EXPIRY_HOURS.")
+    interval: int = setting(60, "Seconds between runs of the outbound retry job (the `scheduler` role).")
+
+
+@dataclass
+class WebhookSettings:
+    allow_private: bool = setting(False, "Allow webhook URLs that resolve to private, loopback or link-local "
+                                         "addresses (off: such targets are refused, against SSRF).")
+    timeout: float = setting(10.0, "Seconds a webhook endpoint has to answer.")
+    history_days: int = setting(10, "Days delivery history is kept.")
+    interval: float = setting(5.0, "Seconds between looks for webhook deliveries that are due.")
+
+
+@dataclass
+class HealthSettings:
+    interval: int = setting(60, "Seconds between health samples of every configured service.")
+    history_days: int = setting(7, "Days of health history kept.")
+
+
+@dataclass
 class IngestSettings:
     workers: int = setting(1, "Ingest consumer processes `logmail daemon` starts beside the API and listeners "
                               "(0 runs the consumer in the daemon's own process).")
@@ -198,6 +248,10 @@ class Settings:
     lmtp: LmtpSettings = section(LmtpSettings)
     policy: PolicySettings = section(PolicySettings)
     platform: PlatformSettings = section(PlatformSettings)
+    accounts: AccountsSettings = section(AccountsSettings)
+    outbound: OutboundSettings = section(OutboundSettings)
+    webhooks: WebhookSettings = section(WebhookSettings)
+    health: HealthSettings = section(HealthSettings)
 
     source: str = field(default="", metadata={"internal": True})
 
@@ -301,9 +355,24 @@ def find_config_file(explicit: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
+# The outbound mail settings also answer to the names deployments of the seed already use; a
+# LOGMAIL_OUTBOUND__* variable wins over its alias.
+ENV_ALIASES = {
+    "SMTP_HOST": "smtp_host", "SMTP_PORT": "smtp_port", "SMTP_USER": "smtp_user",
+    "SMTP_PASSWORD": "smtp_password", "SMTP_USE_TLS": "smtp_use_tls", "SMTP_FROM_EMAIL": "from_email",
+    "SMTP_FROM_NAME": "from_name", "SMTP_BACKUP_HOST": "smtp_backup_host", "SMTP_BACKUP_PORT": "smtp_backup_port",
+    "EMAIL_RETRY_BASE_DELAY": "retry_base_delay", "EMAIL_MAX_ATTEMPTS": "max_attempts",
+    "EMAIL_EXPIRY_HOURS": "expiry_hours",
+}
+
+
 def env_overrides(environ: dict[str, str] | os._Environ) -> dict[str, Any]:
-    """``LOGMAIL_SMTP__PORT=2525`` → ``{"smtp": {"port": "2525"}}``; ``LOGMAIL_MODE`` → ``{"mode": ...}``."""
+    """``LOGMAIL_SMTP__PORT=2525`` → ``{"smtp": {"port": "2525"}}``; ``LOGMAIL_MODE`` → ``{"mode": ...}``;
+    ``SMTP_HOST`` (and the other :data:`ENV_ALIASES`) → ``{"outbound": {"smtp_host": ...}}``."""
     out: dict[str, Any] = {}
+    for alias, key in ENV_ALIASES.items():
+        if alias in environ:
+            out.setdefault("outbound", {})[key] = environ[alias]
     known = {(s, k) for s, k, _ in iter_keys()}
     for name, value in environ.items():
         if not name.startswith("LOGMAIL_") or name == "LOGMAIL_CONFIG":

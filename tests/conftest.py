@@ -137,7 +137,8 @@ TEST_RATE_LIMIT = 1_000_000
 def write_config(path: Path, data: dict, *, stack: dict | None = None) -> Path:
     """Write a logmail.toml for a daemon started as a process, on the stack under test. Values the
     test gives win over the stack's."""
-    merged: dict = {"auth": {"rate_limit_per_minute": TEST_RATE_LIMIT}}
+    merged: dict = {"auth": {"rate_limit_per_minute": TEST_RATE_LIMIT},
+                    "accounts": {"rate_limit_per_minute": TEST_RATE_LIMIT}}
     for section, values in (stack_overrides() if stack is None else stack).items():
         merged[section] = dict(values)
     for key, value in data.items():
@@ -163,6 +164,7 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
         "ingest": {"workers": 0},
         "queue": {"poll_interval": 0.02, "retry_base_delay": 0.05},
         "auth": {"rate_limit_per_minute": TEST_RATE_LIMIT},
+        "accounts": {"rate_limit_per_minute": TEST_RATE_LIMIT},
     }
     if STACK == "production":
         for key, value in production_overrides().items():

@@ -91,3 +91,11 @@ def test_example_is_exactly_what_the_model_renders():
 
     renderer = runpy.run_path(str(EXAMPLE.parent / "tools" / "render_config_example.py"))
     assert EXAMPLE.read_text() == renderer["render"](), "run: python tools/render_config_example.py"
+
+
+def test_outbound_mail_answers_to_the_seed_environment_names(tmp_path):
+    s = load_settings(None, environ={"SMTP_HOST": "mail.example.com", "SMTP_PORT": "2525", "SMTP_USE_TLS": "false",
+                                     "EMAIL_MAX_ATTEMPTS": "7", "LOGMAIL_OUTBOUND__SMTP_PORT": "26"})
+    assert s.outbound.smtp_host == "mail.example.com" and s.outbound.smtp_use_tls is False
+    assert s.outbound.max_attempts == 7
+    assert s.outbound.smtp_port == 26  # the LOGMAIL_ name wins over the alias

@@ -14,6 +14,7 @@ from logmail.api import (
     auth_routes,
     health,
     ingest,
+    mailbox_accounts,
     messages,
     openapi,
     tokens,
@@ -49,7 +50,7 @@ def create_app(services) -> Sanic:
     install_cors(app, settings.api.cors_origins)  # first: a preflight is answered before authentication
     install_authentication(app)
     for bp in (health.bp, openapi.bp, messages.bp, auth_routes.bp, tokens.bp, users.bp, audit.bp, addresses.bp,
-               usage.bp, ingest.bp, admin_platform.bp):
+               usage.bp, ingest.bp, admin_platform.bp, mailbox_accounts.bp):
         app.blueprint(bp)
     _count_api_usage(app)
     return app

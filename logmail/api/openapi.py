@@ -11,6 +11,7 @@ from sanic.response import json
 from logmail import __version__
 from logmail.api.openapi_accounts import ACCOUNT_PATHS, ACCOUNT_SCHEMAS
 from logmail.api.openapi_parts import UUID, errors, param
+from logmail.api.openapi_mailboxes import MAILBOX_PATHS, MAILBOX_SCHEMAS
 from logmail.api.openapi_platform import MESSAGE_PATCH, MESSAGES_DELETE, PLATFORM_PATHS, PLATFORM_SCHEMAS
 
 bp = Blueprint("openapi")
@@ -70,6 +71,7 @@ DOCUMENT = {
                 "nextCursor": {"type": ["string", "null"]}}},
             **ACCOUNT_SCHEMAS,
             **PLATFORM_SCHEMAS,
+            **MAILBOX_SCHEMAS,
         },
     },
     "security": [{"bearer": []}, {"trustedHeaders": []}],
@@ -123,6 +125,7 @@ DOCUMENT = {
                           **_errors(400, 401, 403, 404, 503)}}},
         **ACCOUNT_PATHS,
         **PLATFORM_PATHS,
+        **MAILBOX_PATHS,
     },
 }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from logmail import __version__
-from logmail.cli import config_cmd, daemon_cmd, ingest_cmd, queue_cmd, send_cmd
+from logmail.cli import admin_cmd, config_cmd, daemon_cmd, ingest_cmd, queue_cmd, send_cmd
 
 app = typer.Typer(
     name="logmail",
@@ -19,6 +19,7 @@ app.command("ingest")(ingest_cmd.ingest)
 app.command("send")(send_cmd.send)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(queue_cmd.app, name="queue")
+app.add_typer(admin_cmd.app, name="admin")
 
 
 def _version(value: bool) -> None:

@@ -37,6 +37,9 @@ class Envelope:
     # Platform mode: organisation → the envelope recipients the policy admitted for it. The ingest
     # service stores one copy per organisation, showing each only its own recipients.
     routes: dict[int, list[str]] | None = None
+    # A stable id makes accepting the same message twice harmless: it is stored once per organisation
+    # (mail pulled from a mailbox uses one derived from the account and the message).
+    ingest_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -62,7 +65,7 @@ class DurableAcceptor:
         if not items:
             return []
         now = int(time.time() * 1000)
-        ids = [str(uuid.uuid4()) for _ in items]
+        ids = [env.ingest_id or str(uuid.uuid4()) for _, env in items]
         blobs = [(f"raw/{i}", raw) for i, (raw, _) in zip(ids, items)]
         self.content.put_many(blobs)
         jobs = [_job_payload(i, raw, env, now) for i, (raw, env) in zip(ids, items)]

@@ -12,7 +12,9 @@ from logmail.config import Settings
 from logmail.errors import StorageUnavailableError
 from logmail.queue.base import WorkQueue, open_queue
 from logmail.services.accept import DurableAcceptor
+from logmail.services.accounts import AccountService
 from logmail.services.addresses import AddressService
+from logmail.services.credentials import KEY_FILE, CredentialVault
 from logmail.services.api_tokens import ApiTokenService
 from logmail.services.auth import AuthService
 from logmail.services.bootstrap import BootstrapResult, bootstrap
@@ -77,6 +79,18 @@ class Services:
     @cached_property
     def usage(self) -> UsageService:
         return UsageService(self.db, self.cache, self.tiers, self.policy, platform=self.platform, clock=self.auth.now)
+
+    @cached_property
+    def accounts(self) -> AccountService:
+        """Mailbox accounts (IMAP/POP3) users register for pulling."""
+        return AccountService(self.db, self.vault, self.cache, self.auth.audit, self.auth.events,
+                              self.settings.accounts, self.auth.now)
+
+    @cached_property
+    def vault(self) -> CredentialVault:
+        """Encrypts mailbox passwords; the key is outside the database."""
+        return CredentialVault(configured_keys=self.settings.accounts.encryption_keys,
+                               key_file=self.settings.data_path / KEY_FILE)
 
     @cached_property
     def cache(self) -> Cache:

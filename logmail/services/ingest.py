@@ -145,6 +145,8 @@ class IngestService:
             "attachment_count": len(attachments),
             "parse_errors": parsed.parse_errors,
             "is_read": False,
+            "account_id": (payload.get("extra") or {}).get("accountId"),
+            "folder": _cap((payload.get("extra") or {}).get("folder"), 255),
         }
         addresses = " ".join(
             f"{a.name} {a.address}" for a in ([from_] if from_ else []) + parsed.to + parsed.cc

@@ -34,6 +34,7 @@ DEVICE_CHANGED = "session_device_changed"
 SESSION_EXPIRED = "session_expired"
 SESSION_REVOKED = "session_revoked"
 CROSS_TENANT_ACCESS = "cross_tenant_access"
+CROSS_USER_ACCESS = "cross_user_access"  # another user's object in the same organisation (mailbox accounts)
 TRUSTED_HEADERS_REFUSED = "trusted_headers_refused"
 
 

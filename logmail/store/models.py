@@ -194,6 +194,9 @@ class Message(Base):
     attachment_count: Mapped[int] = mapped_column(Integer, default=0)
     parse_errors: Mapped[list[str]] = mapped_column(JsonText, default=list)
     is_read: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Mail pulled from a registered mailbox: which account and folder it came from.
+    account_id: Mapped[int | None] = mapped_column(BigId)
+    folder: Mapped[str | None] = mapped_column(String(255))
 
 
 class MessageRecipient(Base):
@@ -373,3 +376,79 @@ class AuditEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JsonText, default=dict)
     ip: Mapped[str] = mapped_column(String(45), default="")
     created_at: Mapped[int] = mapped_column(EpochMs)
+
+
+class MailAccount(Base):
+    """An external IMAP or POP3 mailbox a user registered; the daemon pulls its mail.
+
+    The password must be presented to the remote server, so it is encrypted (Fernet, the key outside
+    the database), never hashed. ``is_enabled`` false is a soft delete: nothing syncs it any more.
+    """
+
+    __tablename__ = "mail_accounts"
+    __table_args__ = (
+        Index("ix_mail_accounts_org_user", "organization_id", "user_id"),
+        Index("ix_mail_accounts_due", "is_enabled", "is_sync_enabled", "next_sync_at"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    # NULL: the organisation's own (registered with a token that belongs to no user, like owner.token).
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    account_name: Mapped[str] = mapped_column(String(200))
+    email_address: Mapped[str] = mapped_column(String(320))
+    protocol: Mapped[str] = mapped_column(String(8))      # imap | pop3
+    hostname: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    encryption: Mapped[str] = mapped_column(String(10))   # none | tls | starttls
+    username: Mapped[str] = mapped_column(String(320))
+    password_encrypted: Mapped[str] = mapped_column(Text)  # Fernet token; associated with the account uuid
+    folders: Mapped[list[str]] = mapped_column(JsonText, default=lambda: ["INBOX"])
+    use_idle: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_sync_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    sync_interval: Mapped[int] = mapped_column(Integer, default=300)  # seconds
+    is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_syncing: Mapped[bool] = mapped_column(Boolean, default=False)
+    sync_started_at: Mapped[int | None] = mapped_column(EpochMs)
+    last_sync_at: Mapped[int | None] = mapped_column(EpochMs)
+    next_sync_at: Mapped[int] = mapped_column(EpochMs, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+    last_error_at: Mapped[int | None] = mapped_column(EpochMs)
+    auth_failed: Mapped[bool] = mapped_column(Boolean, default=False)  # no retries until the account changes
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    sync_stats: Mapped[dict[str, Any]] = mapped_column(JsonText, default=dict)
+    created_at: Mapped[int] = mapped_column(EpochMs, default=now_ms)
+    updated_at: Mapped[int] = mapped_column(EpochMs, default=now_ms)
+
+
+class MailAccountFolder(Base):
+    """Sync progress of one IMAP folder: everything up to ``last_uid`` under ``uidvalidity`` is in."""
+
+    __tablename__ = "mail_account_folders"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("mail_accounts.id", ondelete="CASCADE"), primary_key=True)
+    folder: Mapped[str] = mapped_column(String(255), primary_key=True)
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    uidnext: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(EpochMs, default=now_ms)
+
+
+class MailAccountSeen(Base):
+    """What an account already imported, by a stable key: a POP3 UIDL, or Message-ID and size for
+    IMAP (so a UIDVALIDITY change re-matches instead of importing everything again)."""
+
+    __tablename__ = "mail_account_seen"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("mail_accounts.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(191), primary_key=True)
+    created_at: Mapped[int] = mapped_column(EpochMs, default=now_ms)
+
+
+# The models of other areas live in their own modules on the same Base; importing them here keeps
+# one metadata (migrations, the schema comparison test) however the package is entered.
+from logmail.store import models_health, models_outbound, models_webhooks  # noqa: E402,F401
