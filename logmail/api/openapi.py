@@ -11,6 +11,7 @@ from sanic.response import json
 from logmail import __version__
 from logmail.api.openapi_accounts import ACCOUNT_PATHS, ACCOUNT_SCHEMAS
 from logmail.api.openapi_parts import UUID, errors, param
+from logmail.api.openapi_health import HEALTH_PATHS
 from logmail.api.openapi_mailboxes import MAILBOX_PATHS, MAILBOX_SCHEMAS
 from logmail.api.openapi_platform import MESSAGE_PATCH, MESSAGES_DELETE, PLATFORM_PATHS, PLATFORM_SCHEMAS
 
@@ -126,6 +127,7 @@ DOCUMENT = {
         **ACCOUNT_PATHS,
         **PLATFORM_PATHS,
         **MAILBOX_PATHS,
+        **HEALTH_PATHS,
     },
 }
 

@@ -15,6 +15,7 @@ from logmail.services.accept import DurableAcceptor
 from logmail.services.accounts import AccountService
 from logmail.services.addresses import AddressService
 from logmail.services.credentials import KEY_FILE, CredentialVault
+from logmail.services.health import HealthService, core_checks
 from logmail.services.api_tokens import ApiTokenService
 from logmail.services.auth import AuthService
 from logmail.services.bootstrap import BootstrapResult, bootstrap
@@ -85,6 +86,13 @@ class Services:
         """Mailbox accounts (IMAP/POP3) users register for pulling."""
         return AccountService(self.db, self.vault, self.cache, self.auth.audit, self.auth.events,
                               self.settings.accounts, self.auth.now)
+
+    @cached_property
+    def health(self) -> HealthService:
+        """Checks of the stores; the daemon adds the outbound SMTP servers and the alert hook."""
+        checks = core_checks(self.db, self.content, self.queue, self.cache,
+                             cache_configured=bool(self.settings.cache.url))
+        return HealthService(self.db, checks, clock=self.auth.now)
 
     @cached_property
     def vault(self) -> CredentialVault:
