@@ -72,9 +72,10 @@ class DurableAcceptor:
         try:
             self.queue.publish_many(INGEST_QUEUE, jobs)
         except Exception as exc:
-            # Nothing was acknowledged: the raw blobs are orphans, so give their space back.
+            # Nothing was acknowledged: the raw blobs are orphans, so give their space back. Not those
+            # with a caller's stable id: an earlier acceptance of the same message may own that blob.
             try:
-                self.content.delete_many(key for key, _ in blobs)
+                self.content.delete_many(key for (key, _), (_, env) in zip(blobs, items) if env.ingest_id is None)
             except Exception:  # pragma: no cover - best effort; orphans are harmless
                 log.warning("could not remove %d orphaned raw blobs", len(blobs))
             if isinstance(exc, TemporaryError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from logmail.store.models import MailAccount, MailAccountFolder, MailAccountSeen
+from logmail.store.models import MailAccount, MailAccountFolder
 
 
 def _owner(user_id: int | None):
@@ -38,9 +38,10 @@ def email_taken(session: Session, organization_id: int, user_id: int | None, ema
 
 
 def forget_progress(session: Session, account_id: int) -> None:
-    """A different mailbox (host, user or protocol changed): start its sync from the beginning."""
+    """A different mailbox (host, user or protocol changed): UIDs start again. The seen set stays:
+    its keys (Message-ID and size, or UIDLs) still recognise mail already imported, so a renamed
+    host of the same mailbox imports nothing twice."""
     session.execute(delete(MailAccountFolder).where(MailAccountFolder.account_id == account_id))
-    session.execute(delete(MailAccountSeen).where(MailAccountSeen.account_id == account_id))
 
 
 def all_encrypted(session: Session, after_id: int, limit: int) -> list[tuple[int, str, str]]:
