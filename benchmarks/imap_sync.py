@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         config.write_text(toml(data))
 
         from logmail.config import load_settings
-        from logmail.imap.sync_service import AccountSyncService, request_sync
+        from logmail.imap.sync_service import request_sync
         from logmail.services.container import build_services
         from logmail.store.models import MailAccount, MailAccountFolder, MailAccountSeen, Message
         from sqlalchemy import func, select, update

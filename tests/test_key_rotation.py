@@ -97,3 +97,26 @@ def test_configured_keys_rotate_to_the_first_one(tmp_path):
     services = build_services(load_settings(cfg, environ={}))
     assert only_new.decrypt(uuid, stored(services)[uuid]) == "secret"
     services.close()
+
+
+def test_webhook_secrets_move_to_the_new_key_too(tmp_path):
+    from logmail.store.models_webhooks import Webhook
+
+    cfg = write_config(tmp_path / "logmail.toml", {"data_dir": str(tmp_path / "data")})
+    services = build_services(load_settings(cfg, environ={}))
+    with services.db.write() as session:
+        hook = Webhook(organization_id=services.boot.organization_id, url="https://hooks.example/x",
+                       events=["message.received"], secret_encrypted="")
+        session.add(hook)
+        session.flush()
+        hook.secret_encrypted = services.vault.encrypt(hook.uuid, "whsec_c2VjcmV0")
+        uuid = hook.uuid
+    result = runner.invoke(app, ["admin", "rotate-keys", "--json", "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["reencrypted"] == 1 and report["retired_key_ids"]
+    fresh = CredentialVault(key_file=services.settings.data_path / "credentials.keys")
+    with services.db.read() as session:
+        stored_secret = session.execute(select(Webhook.secret_encrypted)).scalar_one()
+    assert fresh.decrypt(uuid, stored_secret) == "whsec_c2VjcmV0"
+    services.close()

@@ -9,6 +9,7 @@ from sanic.config import Config
 
 from logmail.api import (
     addresses,
+    admin_emails,
     admin_platform,
     audit,
     auth_routes,
@@ -16,10 +17,12 @@ from logmail.api import (
     ingest,
     mailbox_accounts,
     messages,
+    notifications,
     openapi,
     tokens,
     usage,
     users,
+    webhooks,
 )
 from logmail.api.authn import install_authentication
 from logmail.api.cors import install_cors
@@ -50,7 +53,8 @@ def create_app(services) -> Sanic:
     install_cors(app, settings.api.cors_origins)  # first: a preflight is answered before authentication
     install_authentication(app)
     for bp in (health.bp, openapi.bp, messages.bp, auth_routes.bp, tokens.bp, users.bp, audit.bp, addresses.bp,
-               usage.bp, ingest.bp, admin_platform.bp, mailbox_accounts.bp):
+               usage.bp, ingest.bp, admin_platform.bp, mailbox_accounts.bp,
+               webhooks.bp, notifications.bp, admin_emails.bp):
         app.blueprint(bp)
     _count_api_usage(app)
     return app

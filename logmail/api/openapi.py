@@ -13,7 +13,9 @@ from logmail.api.openapi_accounts import ACCOUNT_PATHS, ACCOUNT_SCHEMAS
 from logmail.api.openapi_parts import UUID, errors, param
 from logmail.api.openapi_health import HEALTH_PATHS
 from logmail.api.openapi_mailboxes import MAILBOX_PATHS, MAILBOX_SCHEMAS
+from logmail.api.openapi_outbound import OUTBOUND_PATHS, OUTBOUND_SCHEMAS
 from logmail.api.openapi_platform import MESSAGE_PATCH, MESSAGES_DELETE, PLATFORM_PATHS, PLATFORM_SCHEMAS
+from logmail.api.openapi_webhooks import WEBHOOK_PATHS, WEBHOOK_SCHEMAS
 
 bp = Blueprint("openapi")
 
@@ -73,6 +75,8 @@ DOCUMENT = {
             **ACCOUNT_SCHEMAS,
             **PLATFORM_SCHEMAS,
             **MAILBOX_SCHEMAS,
+            **OUTBOUND_SCHEMAS,
+            **WEBHOOK_SCHEMAS,
         },
     },
     "security": [{"bearer": []}, {"trustedHeaders": []}],
@@ -127,6 +131,8 @@ DOCUMENT = {
         **ACCOUNT_PATHS,
         **PLATFORM_PATHS,
         **MAILBOX_PATHS,
+        **OUTBOUND_PATHS,
+        **WEBHOOK_PATHS,
         **HEALTH_PATHS,
     },
 }

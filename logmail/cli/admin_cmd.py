@@ -24,7 +24,7 @@ def _services(config):
 @app.command("rotate-keys")
 def rotate_keys(config: ConfigOption = None,
                 as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Re-encrypt every stored mailbox password under a new key, while the daemons keep running.
+    """Re-encrypt every stored mailbox password and webhook secret under a new key, daemons running.
 
     With the key file in the data directory a new key is made, every password re-encrypted under it,
     and the old keys retired. With accounts.encryption_keys, put the new key first in every daemon's
@@ -41,7 +41,8 @@ def rotate_keys(config: ConfigOption = None,
     try:
         with Progress(transient=True, disable=as_json) as bar:
             task = bar.add_task("re-encrypting", total=None)
-            result = rotate(services.db, services.vault, progress=lambda n: bar.advance(task, n))
+            result = rotate(services.db, services.vault, progress=lambda n: bar.advance(task, n),
+                            others=(services.webhooks.reencrypt_secrets,))
     except LogmailError as exc:
         fail(exc.message)
     finally:
@@ -53,5 +54,5 @@ def rotate_keys(config: ConfigOption = None,
                    f"{result.already_current} already current"
                    + (f", old key(s) {', '.join(result.retired_key_ids)} retired" if result.retired_key_ids else ""))
     if result.unreadable:
-        fail(f"{len(result.unreadable)} account(s) have a password no key decrypts (their owners must enter it "
-             f"again): {', '.join(result.unreadable[:20])}", 2)
+        fail(f"{len(result.unreadable)} account(s) or webhook(s) have a secret no key decrypts (their owners "
+             f"must enter it again): {', '.join(result.unreadable[:20])}", 2)

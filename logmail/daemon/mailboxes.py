@@ -17,3 +17,16 @@ def check_login(details: dict[str, Any], timeout: float) -> dict[str, Any]:
     except MailboxError as exc:
         return {"ok": False, "error": "unreachable", "message": str(exc)}
     return {"ok": True, "message": "logged in", **found}
+
+
+def report_sync_failures(services):
+    """The sync's failure hook, called after every recorded failure: an ``account.sync_failed``
+    webhook at the first failure of a streak (or a refused password), and the owner's notification,
+    which decides for itself when a streak is worth telling (once per streak)."""
+    def report(account, error: str, auth_failed: bool, failures: int) -> None:
+        if auth_failed or failures == 1:
+            services.webhooks.emit(account.organization_id, "account.sync_failed", {
+                "accountId": account.uuid, "emailAddress": account.email_address, "protocol": account.protocol,
+                "error": error, "consecutiveFailures": failures, "authFailed": auth_failed})
+        services.notifications.account_sync_failed(account.id)  # reads the state just recorded
+    return report

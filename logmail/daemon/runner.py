@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from logmail.config import Settings
-from logmail.daemon import worker
+from logmail.daemon import mailboxes, worker
+from logmail.daemon.health_job import HealthSampler, add_outbound_checks, alert_admins
 from logmail.daemon.ingest_consumer import IngestConsumer
 from logmail.errors import ConfigError
 from logmail.services.auth import check_settings as check_auth_settings
@@ -125,6 +126,12 @@ class Daemon:
         if "api" in self.roles and s.api.enabled:
             check_auth_settings(s)  # before anything is opened: unsafe settings never serve a request
         self.services = await asyncio.to_thread(build_services, s)
+        self.services.accounts.login_checker = mailboxes.check_login
+        from logmail.daemon.outbound_job import install_sender
+
+        install_sender(self.services)
+        add_outbound_checks(self.services.health, s.outbound)
+        self.services.health.on_transition = alert_admins(self.services)
         boot = self.services.boot
         if boot.token_created:
             log.info("created an owner API token; it is in %s (mode 0600)", boot.token_file)
@@ -178,7 +185,23 @@ class Daemon:
 
             self._jobs = JobRunner(self.services.db)
             self._jobs.add(RetentionJob(self.services.retention, s.retention))
+            from logmail.daemon.outbound_job import OutboundRetryJob
+
+            self._jobs.add(OutboundRetryJob(self.services.outbound, s.outbound))
+            self._jobs.add(HealthSampler(self.services.health, s.health, self.services.auth.now))
             self._jobs.start()
+            from logmail.daemon.jobs import AccountSyncDispatcher
+            from logmail.imap.sync_service import AccountSyncService
+
+            # Not a JobRunner job: every daemon dispatches, each account is leased on its own.
+            sync = AccountSyncService.from_services(self.services, owner=self._jobs.owner)
+            sync.on_failure = mailboxes.report_sync_failures(self.services)
+            self._account_sync = AccountSyncDispatcher(sync, s.accounts)
+            self._account_sync.start()
+            from logmail.daemon.webhook_job import WebhookDispatcher
+
+            # Like the sync dispatcher, every daemon runs one; each delivery is claimed on its own.
+            self._webhook_dispatcher = WebhookDispatcher.from_services(self.services, owner=self._jobs.owner).start()
 
     def _policy(self):
         """The admission policy for the listeners; None in local mode, where they catch everything."""
@@ -219,6 +242,10 @@ class Daemon:
             self._watchdog.cancel()
         if getattr(self, "_jobs", None) is not None:
             await asyncio.to_thread(self._jobs.shutdown)
+        if getattr(self, "_account_sync", None) is not None:
+            await asyncio.to_thread(self._account_sync.stop)
+        if getattr(self, "_webhook_dispatcher", None) is not None:
+            await asyncio.to_thread(self._webhook_dispatcher.stop)
         if getattr(self, "_policy_server", None) is not None:
             await self._policy_server.close()
         for server in getattr(self, "_servers", []):

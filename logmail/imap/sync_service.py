@@ -86,6 +86,9 @@ class AccountSyncService:
         self.clock = clock
         self.stopping = stopping or threading.Event()
         self.lease_seconds = lease_seconds
+        # Told (account, error, auth_failed, failures) after each failure is recorded; the daemon's hook
+        # decides what is news (once per failing streak). Never fails a sync.
+        self.on_failure: Callable[[MailAccount, str, bool, int], None] | None = None
 
     @classmethod
     def from_services(cls, services, **kw) -> "AccountSyncService":
@@ -241,6 +244,7 @@ class AccountSyncService:
             self._save(account, {"is_syncing": False, "auth_failed": True, "last_error": exc.message[:1000],
                                     "last_error_at": now, "sync_stats": stats,
                                     "next_sync_at": now + self._interval_ms(account)})
+            self._tell(account, exc.message, True, (account.consecutive_failures or 0) + 1)
             return {"accountId": account.id, "status": "auth_failed", "error": exc.message, "imported": run.imported}
         failures = (account.consecutive_failures or 0) + 1
         if isinstance(exc, (MailboxError, ImportRefusedError, TemporaryError)):
@@ -256,10 +260,19 @@ class AccountSyncService:
         self._save(account, {"is_syncing": False, "last_error": message[:1000], "last_error_at": now,
                                 "consecutive_failures": failures, "sync_stats": stats,
                                 "next_sync_at": now + int(delay * 1000)})
+        self._tell(account, message, False, failures)
         if not isinstance(exc, Exception):
             raise exc  # KeyboardInterrupt, SystemExit: recorded, and still on their way
         return {"accountId": account.id, "status": "error", "error": message, "imported": run.imported,
                 "retryInMs": int(delay * 1000)}
+
+    def _tell(self, account: MailAccount, error: str, auth_failed: bool, failures: int) -> None:
+        if self.on_failure is None:
+            return
+        try:
+            self.on_failure(account, error, auth_failed, failures)
+        except Exception:  # a notification that fails must not turn into a failed sync
+            log.warning("account %s: could not report the failure", account.id, exc_info=True)
 
     def _save(self, account: MailAccount, values: dict[str, Any]) -> None:
         """Record the outcome. If someone edited the account meanwhile (a new password, "sync now"),

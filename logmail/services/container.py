@@ -21,15 +21,20 @@ from logmail.services.auth import AuthService
 from logmail.services.bootstrap import BootstrapResult, bootstrap
 from logmail.services.ingest import IngestService
 from logmail.services.messages import MessageService
+from logmail.services.notifications import NotificationService
+from logmail.services.outbound import OutboundService
 from logmail.services.policy import PolicyService
+from logmail.services.quota_alerts import QuotaWatcher
 from logmail.services.retention import RetentionService
 from logmail.services.tiers import TierService
 from logmail.services.tokens import TokenAuthenticator
 from logmail.services.usage import UsageService
 from logmail.services.users import UserService
+from logmail.services.webhooks import WebhookService
 from logmail.store.cache import Cache, open_cache
 from logmail.store.content import ContentStore, open_content_store
 from logmail.store.database import Database
+from logmail.store.models import now_ms
 
 log = logging.getLogger("logmail")
 
@@ -48,11 +53,25 @@ class Services:
 
     @cached_property
     def ingest(self) -> IngestService:
-        return IngestService(self.db, self.content, default_organization_id=self.boot.organization_id)
+        ingest = IngestService(self.db, self.content, default_organization_id=self.boot.organization_id)
+        ingest.webhooks = self.webhooks  # message.received, queued in the transaction that stores the mail
+        if self.platform:  # only platform tiers have limits to warn about
+            ingest.after_stored = self.quota_alerts.observe
+        return ingest
 
     @cached_property
     def messages(self) -> MessageService:
-        return MessageService(self.db, self.content, audit=self.auth.audit, events=self.auth.events)
+        messages = MessageService(self.db, self.content, audit=self.auth.audit, events=self.auth.events)
+        messages.webhooks = self.webhooks  # message.deleted
+        return messages
+
+    @cached_property
+    def webhooks(self) -> WebhookService:
+        """Endpoints and deliveries; ``emit(organization_id, event, data)`` queues an event for them."""
+        # Lazily: ingest (even in a worker process) uses this service without the vault, tiers or auth.
+        return WebhookService(self.db, lambda: self.vault, self.settings.webhooks,
+                              tier_of=lambda org: self.policy.organization_tier(org),
+                              audit=lambda: self.auth.audit, events=lambda: self.auth.events)
 
     @cached_property
     def retention(self) -> RetentionService:
@@ -108,7 +127,9 @@ class Services:
     @cached_property
     def auth(self) -> AuthService:
         """Logins, sessions and the clock every auth decision reads (swap ``auth.clock`` to move time)."""
-        return AuthService(self.settings, self.db, self.cache)
+        auth = AuthService(self.settings, self.db, self.cache)
+        auth.sessions.notifications = self.notifications  # new-device logins, sessions ended
+        return auth
 
     @cached_property
     def tokens(self) -> TokenAuthenticator:
@@ -126,6 +147,26 @@ class Services:
         if self.platform:
             users.new_organisation_tier = self.settings.platform.default_tier
         return users
+
+    @cached_property
+    def outbound(self) -> OutboundService:
+        """Mail logmail sends; the daemon gives it its SMTP sender (logmail.daemon.outbound_job)."""
+        return OutboundService(self.db, self.settings.outbound, clock=self._now)
+
+    @cached_property
+    def notifications(self) -> NotificationService:
+        return NotificationService(self.db, self.outbound, clock=self._now)
+
+    @cached_property
+    def quota_alerts(self) -> QuotaWatcher:
+        watcher = QuotaWatcher(self.db, self.tiers, self.notifications, clock=self._now)
+        watcher.webhooks = self.webhooks
+        return watcher
+
+    def _now(self) -> int:
+        """The auth clock once auth exists (tests move it); an ingest worker need not build auth for it."""
+        auth = self.__dict__.get("auth")
+        return auth.now() if auth is not None else now_ms()
 
     def close(self) -> None:
         if "usage" in self.__dict__:

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from logmail.mail import ParsedMessage, make_snippet, parse_message
@@ -39,6 +40,10 @@ class IngestService:
         self.db = db
         self.content = content
         self.default_organization_id = default_organization_id
+        # Told organisation → (messages, bytes) after each committed batch (quota warnings); never fails a batch.
+        self.after_stored: Callable[[dict[int, tuple[int, int]]], None] | None = None
+        # Queues message.received (logmail.services.webhooks.WebhookService); None: no events.
+        self.webhooks = None
 
     def store(self, jobs: list[Job]) -> int:
         """Store a batch of accepted messages; returns how many were new. Raises on storage trouble.
@@ -46,7 +51,13 @@ class IngestService:
         A message admitted for several organisations (platform mode) becomes one stored copy per
         organisation, each showing only that organisation's envelope recipients.
         """
-        copies = [(job, org, rcpts) for job in jobs for org, rcpts in self._routes(job)]
+        copies, seen_in_batch = [], set()
+        for job in jobs:
+            for org, rcpts in self._routes(job):
+                # The same stable ingest id twice in one batch (a re-accepted message): store it once.
+                if (org, job.payload["ingestId"]) not in seen_in_batch:
+                    seen_in_batch.add((org, job.payload["ingestId"]))
+                    copies.append((job, org, rcpts))
         with self.db.connect() as conn:
             seen = repo.existing_ingest_ids(conn, [(org, job.payload["ingestId"]) for job, org, _ in copies])
         prepared = []
@@ -77,8 +88,16 @@ class IngestService:
                 count, size = per_org.get(p.message["organization_id"], (0, 0))
                 per_org[p.message["organization_id"]] = (count + 1, size + p.message["size"])
             usage_repo.record_stored(conn, per_org, int(time.time() * 1000))
+            if self.webhooks is not None and fresh:
+                # Delivery rows only (never HTTP here), committed with the messages they announce.
+                self.webhooks.messages_received(conn, [p.message for p in fresh])
         for p in fresh:
             log.debug("stored message %s (ingest %s)", p.message["uuid"], p.message["ingest_id"])
+        if self.after_stored is not None and fresh:
+            try:
+                self.after_stored(per_org)
+            except Exception:  # the mail is stored; a warning about it must not undo that
+                log.warning("after-store hook failed", exc_info=True)
         return len(fresh)
 
     def _routes(self, job: Job) -> list[tuple[int, list[str]]]:

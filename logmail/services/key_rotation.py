@@ -26,12 +26,15 @@ class RotationResult:
     new_key_id: str
     reencrypted: int = 0
     already_current: int = 0
-    unreadable: list[str] = field(default_factory=list)  # account uuids whose password no key decrypts
+    unreadable: list[str] = field(default_factory=list)  # uuids (accounts, webhooks) no key decrypts
     retired_key_ids: list[str] = field(default_factory=list)
 
 
 def rotate_keys(db: Database, vault: CredentialVault, *, new_key: bool = True,
-                progress: Callable[[int], None] | None = None) -> RotationResult:
+                progress: Callable[[int], None] | None = None,
+                others: tuple[Callable[[], tuple[int, list[str]]], ...] = ()) -> RotationResult:
+    """Re-encrypt mailbox passwords, and whatever else ``others`` re-encrypt (webhook signing
+    secrets: each returns how many it changed and the ids no key decrypts), then retire old keys."""
     key = vault.add_primary_key() if new_key and vault.from_file else vault.primary_id
     result = RotationResult(new_key_id=key)
     after = 0
@@ -57,6 +60,10 @@ def rotate_keys(db: Database, vault: CredentialVault, *, new_key: bool = True,
                     result.already_current += 1  # changed meanwhile (a new password): already current
         if progress is not None:
             progress(len(rows))
+    for reencrypt in others:
+        changed, unreadable = reencrypt()
+        result.reencrypted += changed
+        result.unreadable.extend(unreadable)
     if vault.from_file and not result.unreadable:
         result.retired_key_ids = vault.retire_old_keys()
     log.info("mailbox passwords re-encrypted under key %s: %d changed, %d already current, %d unreadable",

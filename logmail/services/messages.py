@@ -77,6 +77,8 @@ class MessageService:
         self.content = content
         self.audit = audit
         self.events = events
+        # Queues message.deleted (logmail.services.webhooks.WebhookService); None: no events.
+        self.webhooks = None
 
     def _not_found(self, who: Principal, kind: str, public_id: str) -> NotFoundError:
         """404; recorded as a cross-tenant probe when the id is another organisation's."""
@@ -167,6 +169,8 @@ class MessageService:
                 page = repo.list_messages(session, who.organization_id, flt, limit=DELETE_BATCH, offset=0)
                 pks = [r.id for r in page.rows]
                 keys = repo.delete_messages(session, who.organization_id, pks)
+                if self.webhooks is not None:
+                    self.webhooks.messages_deleted(session, who.organization_id, page.rows)
             self._delete_content(keys)
             deleted += len(pks)
             if len(pks) < DELETE_BATCH:
@@ -189,6 +193,8 @@ class MessageService:
             msg = repo.get_message(session, who.organization_id, message_uuid)
             if msg is not None:
                 keys = repo.delete_message(session, who.organization_id, msg)
+                if self.webhooks is not None:
+                    self.webhooks.messages_deleted(session, who.organization_id, [msg])
                 if self.audit is not None:
                     self.audit.add(session, who, MESSAGE_DELETED, target_type="message", target_id=message_uuid,
                                    details={"subject": msg.subject[:200]})

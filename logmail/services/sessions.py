@@ -51,6 +51,8 @@ REFRESH_PREFIX = "lmr_"
 DAY_MS = 86_400_000
 _LIVE_CACHE_SECONDS = 10.0
 INVALID_REFRESH = "the refresh token is invalid; log in again"
+# Sessions ended for the user rather than by them: they are told (a notification and, by preference, mail).
+_NOTIFIED_REASONS = ("refresh_token_reused", "device_changed")
 ENDED = "the session has ended; log in again"
 
 
@@ -88,6 +90,8 @@ class SessionService:
         self.audit = audit
         self.access = access
         self.settings = settings
+        # Tells users of new-device logins and of sessions ended for them (NotificationService); optional.
+        self.notifications = None
 
     # -- starting and refreshing ---------------------------------------------------------------
 
@@ -95,6 +99,9 @@ class SessionService:
         """A new session for ``user`` inside the caller's (login) transaction."""
         now = self._clock()
         device = client.device
+        # A device is new when none of the user's sessions, live or ended, used it; a first login ever is not news.
+        known = set(session.execute(select(UserSession.device_fingerprint)
+                                    .where(UserSession.user_id == user.id).distinct()).scalars())
         row = UserSession(organization_id=org.id, user_id=user.id, device_fingerprint=device.fingerprint,
                           device_label=device.label, user_agent=client.user_agent[:300], created_ip=client.ip[:45],
                           last_ip=client.ip[:45], created_at=now, last_seen_at=now,
@@ -102,6 +109,9 @@ class SessionService:
         session.add(row)
         session.flush()
         plain, refresh_row = self._new_refresh_token(session, row, now)
+        if known and device.fingerprint not in known and self.notifications is not None:
+            self.notifications.new_device_login(user.id, device.label, client.ip, session_uuid=row.uuid,
+                                                session=session)
         access, expires_in = self.access.issue(user.uuid, org.uuid, row.uuid)
         return IssuedTokens(access, expires_in, plain, refresh_row.expires_at, row.uuid)
 
@@ -140,6 +150,9 @@ class SessionService:
         def end(reason: str, event: str, message: str, **details: Any) -> tuple[str, RefreshToken]:
             repo.revoke(session, family.organization_id, [family.id], now, reason)
             self._event(session, event, client, family, {"reason": reason, **details})
+            if reason in _NOTIFIED_REASONS and self.notifications is not None:
+                self.notifications.sessions_revoked(family.user_id, reason, key=family.uuid, details=details,
+                                                    session=session)
             return message, token
 
         if family.revoked_at is not None:
@@ -275,6 +288,9 @@ class SessionService:
             self.audit.add(session, who, actions.SESSIONS_REVOKED, target_type="user", target_id=who.user_uuid,
                            details={"count": len(rows)})
             self._ended_by(session, who, [r.uuid for r in rows], "logout_all")
+            if rows and self.notifications is not None:
+                self.notifications.sessions_revoked(user_id, "logout_all", count=len(rows), session=session,
+                                                    key=f"logout-all:{who.session_uuid or who.token_uuid}:{now}")
         self.forget(*(r.uuid for r in rows))
         return len(rows)
 
