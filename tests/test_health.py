@@ -111,3 +111,24 @@ def test_history_for_platform_admins_and_pruning(daemon, api):
         assert http.get("/admin/health/history", headers=ops, params={"hours": 0}).status_code == 400
     assert health.prune(daemon.services.auth.now() + 1) >= 15
     assert health.history(service=None, since_ms=0, limit=10, offset=0)[1] == 0
+
+
+def test_platform_admins_are_notified_of_transitions(daemon, api, smtp_server):
+    from sqlalchemy import select
+
+    from logmail.daemon.health_job import alert_admins
+    from logmail.store.models_outbound import Notification
+
+    controller, _ = smtp_server
+    create_user(api, "root@a.example", "admin")
+    with daemon.services.db.write() as session:
+        session.execute(update(User).where(User.email == "root@a.example").values(is_platform_admin=True))
+    health = daemon.services.health
+    health.on_transition = alert_admins(daemon.services)
+    health.sample()  # primary up, backup down from the start
+    controller.stop()
+    health.sample()
+    health.sample()
+    with daemon.services.db.read() as session:
+        titles = sorted(n.title for n in session.execute(select(Notification)).scalars())
+    assert titles == ["smtp-backup is down", "smtp-primary is down"]
