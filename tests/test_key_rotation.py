@@ -8,7 +8,7 @@ import json
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from conftest import write_config
+from conftest import stack_overrides, write_config
 from logmail.cli.main import app
 from logmail.config import load_settings
 from logmail.services.container import build_services
@@ -84,11 +84,13 @@ def test_configured_keys_rotate_to_the_first_one(tmp_path):
 
     old, new = (base64.b64encode(new_key()).decode() for _ in range(2))
     data = {"data_dir": str(tmp_path / "data")}
-    cfg = write_config(tmp_path / "logmail.toml", {**data, "accounts": {"encryption_keys": [old]}})
+    stack = stack_overrides()  # both configurations are one installation: the same engines
+    cfg = write_config(tmp_path / "logmail.toml", {**data, "accounts": {"encryption_keys": [old]}}, stack=stack)
     services = build_services(load_settings(cfg, environ={}))
     (uuid,) = add_accounts(services, ["secret"])
     services.close()
-    cfg = write_config(tmp_path / "logmail.toml", {**data, "accounts": {"encryption_keys": [new, old]}})
+    cfg = write_config(tmp_path / "logmail.toml", {**data, "accounts": {"encryption_keys": [new, old]}},
+                       stack=stack)
     result = runner.invoke(app, ["admin", "rotate-keys", "--json", "--config", str(cfg)])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["new_key_id"] == key_id(base64.b64decode(new))
