@@ -130,18 +130,9 @@ class Body:
 
     def parse(self, request: Request, *, allow_empty: bool = False) -> dict[str, Any]:
         """The checked fields (optional ones only when given). ``allow_empty``: no body at all is ``{}``."""
-        raw = request.body or b""
-        if not raw.strip() and allow_empty:
+        if not (request.body or b"").strip() and allow_empty:
             return self.check({})
-        if len(raw) > MAX_JSON_BODY:
-            raise PayloadTooLargeError(f"a JSON request body may be at most {MAX_JSON_BODY} bytes")
-        ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if ctype != "application/json":
-            raise BadRequestError("Content-Type must be application/json")
-        data = parse_json(raw)
-        if not isinstance(data, dict):
-            raise BadRequestError("request body must be a JSON object")
-        return self.check(data)
+        return self.check(json_object(request))
 
     def check(self, data: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(data) - set(self.required) - set(self.optional))
@@ -166,6 +157,20 @@ class Body:
         if self.required:
             out["required"] = list(self.required)
         return out
+
+
+def json_object(request: Request) -> dict[str, Any]:
+    """The request's body as a JSON object, unchecked: size, Content-Type and syntax are 400/413s."""
+    raw = request.body or b""
+    if len(raw) > MAX_JSON_BODY:
+        raise PayloadTooLargeError(f"a JSON request body may be at most {MAX_JSON_BODY} bytes")
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype != "application/json":
+        raise BadRequestError("Content-Type must be application/json")
+    data = parse_json(raw)
+    if not isinstance(data, dict):
+        raise BadRequestError("request body must be a JSON object")
+    return data
 
 
 def parse_json(raw: bytes) -> Any:

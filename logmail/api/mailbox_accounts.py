@@ -9,10 +9,9 @@ from __future__ import annotations
 from sanic import Blueprint, Request
 from sanic.response import json
 
-from logmail.api.body import MAX_JSON_BODY, parse_json
+from logmail.api.body import json_object
 from logmail.api.params import page, page_args, uuid_param
 from logmail.api.util import blocking, require
-from logmail.errors import BadRequestError, PayloadTooLargeError
 from logmail.services.principal import Principal
 
 bp = Blueprint("mailbox_accounts")
@@ -22,19 +21,6 @@ async def _caller(request: Request) -> Principal:
     who = require(request, "read")
     await blocking(request.app.ctx.services.accounts.limit, who)
     return who
-
-
-def _body(request: Request) -> dict:
-    raw = request.body or b""
-    if len(raw) > MAX_JSON_BODY:
-        raise PayloadTooLargeError(f"a JSON request body may be at most {MAX_JSON_BODY} bytes")
-    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if ctype != "application/json":
-        raise BadRequestError("Content-Type must be application/json")
-    data = parse_json(raw)
-    if not isinstance(data, dict):
-        raise BadRequestError("request body must be a JSON object")
-    return data
 
 
 @bp.get("/api/accounts")
@@ -48,7 +34,7 @@ async def list_accounts(request: Request):
 @bp.post("/api/accounts")
 async def create_account(request: Request):
     who = await _caller(request)
-    body = _body(request)
+    body = json_object(request)
     return json(await blocking(request.app.ctx.services.accounts.create, who, body), status=201)
 
 
@@ -62,7 +48,7 @@ async def get_account(request: Request, account_id: str):
 async def update_account(request: Request, account_id: str):
     who = await _caller(request)
     account_id = uuid_param(account_id, "account id")
-    body = _body(request)
+    body = json_object(request)
     return json(await blocking(request.app.ctx.services.accounts.update, who, account_id, body))
 
 
