@@ -224,6 +224,30 @@ class HealthSettings:
 
 
 @dataclass
+class BillingSettings:
+    stripe_secret_key: str = setting("", "Stripe secret API key (sk_live_... or sk_test_...). Empty: billing is "
+                                         "off and every /billing endpoint answers 503; the rest of logmail works "
+                                         "as before. Env also STRIPE_SECRET_KEY.", secret=True)
+    stripe_webhook_secret: str = setting("", "Signing secret of the Stripe webhook endpoint (whsec_...) that "
+                                             "POST /billing/webhook checks every Stripe-Signature with. Empty: "
+                                             "the webhook answers 503. Env also STRIPE_WEBHOOK_SECRET.", secret=True)
+    stripe_price_id: str = setting("", "Stripe price (price_...) of a tier that has no priceId of its own. "
+                                       "Env also STRIPE_PRICE_ID.")
+    success_url: str = setting("", "Where Stripe Checkout sends the buyer after paying (may contain "
+                                   "{CHECKOUT_SESSION_ID}); a checkout request may name its own successUrl instead.")
+    cancel_url: str = setting("", "Where Stripe Checkout sends the buyer who turns back; a checkout request may "
+                                  "name its own cancelUrl instead.")
+    free_tier: str = setting("free", "The tier an organisation returns to when its subscription ends (at the end "
+                                     "of the period it paid for).")
+    api_base: str = setting("", "Base URL of Stripe's API. Empty: Stripe's own (https://api.stripe.com); tests "
+                                "point it at a local stand-in.")
+    webhook_tolerance_seconds: int = setting(300, "Age in seconds of the oldest Stripe-Signature timestamp "
+                                                  "accepted; older is refused as a replay (0: any age).")
+    interval: int = setting(300, "Seconds between looks for organisations whose paid period has ended and who go "
+                                 "back to free_tier (the `scheduler` role).")
+
+
+@dataclass
 class IngestSettings:
     workers: int = setting(1, "Ingest consumer processes `logmail daemon` starts beside the API and listeners "
                               "(0 runs the consumer in the daemon's own process).")
@@ -252,6 +276,7 @@ class Settings:
     outbound: OutboundSettings = section(OutboundSettings)
     webhooks: WebhookSettings = section(WebhookSettings)
     health: HealthSettings = section(HealthSettings)
+    billing: BillingSettings = section(BillingSettings)
 
     source: str = field(default="", metadata={"internal": True})
 
@@ -355,14 +380,19 @@ def find_config_file(explicit: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
-# The outbound mail settings also answer to the names deployments of the seed already use; a
-# LOGMAIL_OUTBOUND__* variable wins over its alias.
-ENV_ALIASES = {
-    "SMTP_HOST": "smtp_host", "SMTP_PORT": "smtp_port", "SMTP_USER": "smtp_user",
-    "SMTP_PASSWORD": "smtp_password", "SMTP_USE_TLS": "smtp_use_tls", "SMTP_FROM_EMAIL": "from_email",
-    "SMTP_FROM_NAME": "from_name", "SMTP_BACKUP_HOST": "smtp_backup_host", "SMTP_BACKUP_PORT": "smtp_backup_port",
-    "EMAIL_RETRY_BASE_DELAY": "retry_base_delay", "EMAIL_MAX_ATTEMPTS": "max_attempts",
-    "EMAIL_EXPIRY_HOURS": "expiry_hours",
+# Some settings also answer to the names deployments of the seed (and Stripe's documentation) already
+# use: alias → (section, key). A LOGMAIL_<SECTION>__<KEY> variable wins over its alias.
+ENV_ALIASES: dict[str, tuple[str, str]] = {
+    **{alias: ("outbound", key) for alias, key in {
+        "SMTP_HOST": "smtp_host", "SMTP_PORT": "smtp_port", "SMTP_USER": "smtp_user",
+        "SMTP_PASSWORD": "smtp_password", "SMTP_USE_TLS": "smtp_use_tls", "SMTP_FROM_EMAIL": "from_email",
+        "SMTP_FROM_NAME": "from_name", "SMTP_BACKUP_HOST": "smtp_backup_host", "SMTP_BACKUP_PORT": "smtp_backup_port",
+        "EMAIL_RETRY_BASE_DELAY": "retry_base_delay", "EMAIL_MAX_ATTEMPTS": "max_attempts",
+        "EMAIL_EXPIRY_HOURS": "expiry_hours",
+    }.items()},
+    "STRIPE_SECRET_KEY": ("billing", "stripe_secret_key"),
+    "STRIPE_WEBHOOK_SECRET": ("billing", "stripe_webhook_secret"),
+    "STRIPE_PRICE_ID": ("billing", "stripe_price_id"),
 }
 
 
@@ -370,9 +400,9 @@ def env_overrides(environ: dict[str, str] | os._Environ) -> dict[str, Any]:
     """``LOGMAIL_SMTP__PORT=2525`` → ``{"smtp": {"port": "2525"}}``; ``LOGMAIL_MODE`` → ``{"mode": ...}``;
     ``SMTP_HOST`` (and the other :data:`ENV_ALIASES`) → ``{"outbound": {"smtp_host": ...}}``."""
     out: dict[str, Any] = {}
-    for alias, key in ENV_ALIASES.items():
+    for alias, (sect, key) in ENV_ALIASES.items():
         if alias in environ:
-            out.setdefault("outbound", {})[key] = environ[alias]
+            out.setdefault(sect, {})[key] = environ[alias]
     known = {(s, k) for s, k, _ in iter_keys()}
     for name, value in environ.items():
         if not name.startswith("LOGMAIL_") or name == "LOGMAIL_CONFIG":

@@ -9,10 +9,12 @@ from sanic.config import Config
 
 from logmail.api import (
     addresses,
+    admin_api,
     admin_emails,
     admin_platform,
     audit,
     auth_routes,
+    billing,
     health,
     ingest,
     mailbox_accounts,
@@ -52,9 +54,11 @@ def create_app(services) -> Sanic:
     install_error_handlers(app)
     install_cors(app, settings.api.cors_origins)  # first: a preflight is answered before authentication
     install_authentication(app)
+    admin_api.install_admin_trail(app)  # after authentication: it reads the principal
     for bp in (health.bp, openapi.bp, messages.bp, auth_routes.bp, tokens.bp, users.bp, audit.bp, addresses.bp,
                usage.bp, ingest.bp, admin_platform.bp, mailbox_accounts.bp,
-               webhooks.bp, notifications.bp, admin_emails.bp):
+               webhooks.bp, notifications.bp, admin_emails.bp, billing.bp,
+               admin_api.bp):
         app.blueprint(bp)
     _count_api_usage(app)
     return app

@@ -21,7 +21,8 @@ from logmail.services.devices import Client
 from logmail.services.principal import Principal
 from logmail.services.tokens import TOKEN_PREFIX
 
-PUBLIC_PATHS = frozenset({"/health", "/openapi.json"})
+# /billing/webhook proves itself with its Stripe-Signature instead.
+PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/billing/webhook"})
 # Reached before anyone is logged in: limited per client address, not per caller.
 ANONYMOUS_PATHS = frozenset({"/auth/login", "/auth/register", "/auth/refresh"})
 _WWW_AUTH_INVALID = 'Bearer realm="logmail", error="invalid_token"'

@@ -10,6 +10,8 @@ from sanic.response import json
 
 from logmail import __version__
 from logmail.api.openapi_accounts import ACCOUNT_PATHS, ACCOUNT_SCHEMAS
+from logmail.api.openapi_billing import BILLING_PATHS, BILLING_SCHEMAS
+from logmail.api.openapi_admin import ADMIN_PATHS, ADMIN_SCHEMAS
 from logmail.api.openapi_parts import UUID, errors, param
 from logmail.api.openapi_health import HEALTH_PATHS
 from logmail.api.openapi_mailboxes import MAILBOX_PATHS, MAILBOX_SCHEMAS
@@ -31,8 +33,9 @@ _MESSAGE_ID = param("message_id", "path", UUID, "Message id", True)
 DOCUMENT = {
     "openapi": "3.1.0",
     "info": {"title": "logmail API", "version": __version__,
-             "description": "Captured mail, over HTTP. Every endpoint except /health, /openapi.json and the "
-                            "login, registration and refresh endpoints needs `Authorization: Bearer <token>` "
+             "description": "Captured mail, over HTTP. Every endpoint except /health, /openapi.json, the "
+                            "login, registration and refresh endpoints and the Stripe webhook (signed by Stripe) "
+                            "needs `Authorization: Bearer <token>` "
                             "(an API token or an access token from /auth/login). Times are epoch milliseconds."},
     "components": {
         "securitySchemes": {
@@ -73,6 +76,8 @@ DOCUMENT = {
                 "total": {"type": "integer"}, "limit": {"type": "integer"}, "offset": {"type": "integer"},
                 "nextCursor": {"type": ["string", "null"]}}},
             **ACCOUNT_SCHEMAS,
+            **BILLING_SCHEMAS,
+            **ADMIN_SCHEMAS,
             **PLATFORM_SCHEMAS,
             **MAILBOX_SCHEMAS,
             **OUTBOUND_SCHEMAS,
@@ -129,6 +134,8 @@ DOCUMENT = {
             "responses": {"200": {"description": "The attachment with its type and filename"},
                           **_errors(400, 401, 403, 404, 503)}}},
         **ACCOUNT_PATHS,
+        **BILLING_PATHS,
+        **ADMIN_PATHS,
         **PLATFORM_PATHS,
         **MAILBOX_PATHS,
         **OUTBOUND_PATHS,

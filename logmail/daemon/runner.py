@@ -189,6 +189,9 @@ class Daemon:
 
             self._jobs.add(OutboundRetryJob(self.services.outbound, s.outbound))
             self._jobs.add(HealthSampler(self.services.health, s.health, self.services.auth.now))
+            from logmail.daemon.billing_job import BillingDowngradeJob
+
+            self._jobs.add(BillingDowngradeJob(self.services.billing, s.billing))
             self._jobs.start()
             from logmail.daemon.jobs import AccountSyncDispatcher
             from logmail.imap.sync_service import AccountSyncService

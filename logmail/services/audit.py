@@ -7,7 +7,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from logmail.services.principal import Principal
+from logmail.errors import ForbiddenError
+from logmail.services.principal import METHOD_CLI, Principal
 from logmail.store import audit as repo
 from logmail.store.database import Database
 from logmail.store.models import AuditEntry
@@ -45,6 +46,30 @@ ACTIONS += (WEBHOOK_CREATED, WEBHOOK_UPDATED, WEBHOOK_DELETED, WEBHOOK_REPLAYED)
 EMAIL_RETRIED = "email.retried"        # a platform admin queued an outbound mail again
 EMAILS_PROCESSED = "emails.processed"  # a platform admin ran the outbound queue now
 ACTIONS += (EMAIL_RETRIED, EMAILS_PROCESSED)
+# Platform administration (the /admin API and `logmail admin`). Changes to one organisation are
+# entered in its own log, so its admins see them; what concerns no one organisation (reads, tiers,
+# revoking everyone's sessions) and the deletion of an organisation (its log goes with it), in the
+# administrator's. `logmail admin` has no user or token: its entries say {"via": "cli", "operator"}.
+ADMIN_VIEWED = "admin.viewed"  # a platform admin read an /admin endpoint: {method, path, query}
+ORGANIZATION_CREATED = "organization.created"
+ORGANIZATION_SUSPENDED = "organization.suspended"
+ORGANIZATION_UNSUSPENDED = "organization.unsuspended"
+ORGANIZATION_TIER_CHANGED = "organization.tier_changed"
+ORGANIZATION_DELETED = "organization.deleted"
+OWNERSHIP_TRANSFERRED = "organization.ownership_transferred"
+PLATFORM_ADMIN_GRANTED = "user.platform_admin_granted"
+ACTIONS += (ADMIN_VIEWED, ORGANIZATION_CREATED, ORGANIZATION_SUSPENDED, ORGANIZATION_UNSUSPENDED,
+            ORGANIZATION_TIER_CHANGED, ORGANIZATION_DELETED, OWNERSHIP_TRANSFERRED, PLATFORM_ADMIN_GRANTED)
+
+# Billing (logmail.services.billing). Changes Stripe's events make have no user or token behind them:
+# their details say {"via": "stripe", "eventId", "eventType"}; the billing job's say {"via": "schedule"}.
+BILLING_CHECKOUT_CREATED = "billing.checkout_created"
+BILLING_SUBSCRIPTION_CHANGED = "billing.subscription_changed"  # {"changes": {field: [before, after]}}
+BILLING_PAYMENT_FAILED = "billing.payment_failed"
+BILLING_TIER_CHANGED = "billing.tier_changed"                  # {"from", "to"}
+BILLING_DOWNGRADE_SCHEDULED = "billing.downgrade_scheduled"    # {"tier", "at"}
+ACTIONS += (BILLING_CHECKOUT_CREATED, BILLING_SUBSCRIPTION_CHANGED, BILLING_PAYMENT_FAILED, BILLING_TIER_CHANGED,
+            BILLING_DOWNGRADE_SCHEDULED)
 
 
 class AuditLog:
@@ -59,6 +84,8 @@ class AuditLog:
 
         It goes to the caller's organisation unless ``organization_id`` names the one acted on.
         """
+        if who.method == METHOD_CLI:  # no user or token did it: say who at the command line did
+            details = {**(details or {}), "via": "cli", "operator": who.user_agent}
         repo.add_entry(session, organization_id or who.organization_id, action=action, created_at=self._clock(),
                        actor_user_uuid=who.user_uuid, actor_token_uuid=who.token_uuid, target_type=target_type,
                        target_id=target_id, details=details, ip=who.client_ip)
@@ -68,6 +95,16 @@ class AuditLog:
         with self.db.read() as session:
             rows, total = repo.list_entries(session, who.organization_id, flt, limit=limit, offset=offset)
         return [entry_json(r) for r in rows], total
+
+    def list_all(self, who: Principal, flt: repo.AuditFilter, *, organization_uuid: str | None, limit: int,
+                 offset: int) -> tuple[list[dict[str, Any]], int]:
+        """Every organisation's entries (or one's), for platform admins: each names its organisation."""
+        if not who.is_platform_admin:
+            raise ForbiddenError("only platform admins may read every organisation's audit log")
+        with self.db.read() as session:
+            rows, total = repo.list_all_entries(session, flt, organization_uuid=organization_uuid, limit=limit,
+                                                offset=offset)
+        return [{**entry_json(r), "organizationId": org_uuid} for r, org_uuid in rows], total
 
 
 def entry_json(row: AuditEntry) -> dict[str, Any]:

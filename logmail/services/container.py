@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -35,6 +36,10 @@ from logmail.store.cache import Cache, open_cache
 from logmail.store.content import ContentStore, open_content_store
 from logmail.store.database import Database
 from logmail.store.models import now_ms
+
+if TYPE_CHECKING:
+    from logmail.services.admin import PlatformAdmin
+    from logmail.services.billing import BillingService
 
 log = logging.getLogger("logmail")
 
@@ -149,6 +154,13 @@ class Services:
         return users
 
     @cached_property
+    def admin(self) -> "PlatformAdmin":
+        """Platform administration (the /admin API and `logmail admin`)."""
+        from logmail.services.admin import build_admin
+
+        return build_admin(self)
+
+    @cached_property
     def outbound(self) -> OutboundService:
         """Mail logmail sends; the daemon gives it its SMTP sender (logmail.daemon.outbound_job)."""
         return OutboundService(self.db, self.settings.outbound, clock=self._now)
@@ -162,6 +174,14 @@ class Services:
         watcher = QuotaWatcher(self.db, self.tiers, self.notifications, clock=self._now)
         watcher.webhooks = self.webhooks
         return watcher
+
+    @cached_property
+    def billing(self) -> "BillingService":
+        """Stripe Checkout, the Stripe webhook and billing status (503s while no Stripe keys are set)."""
+        from logmail.services.billing import BillingService
+
+        return BillingService(self.db, self.settings.billing, self.tiers, self.policy, self.usage, self.auth.audit,
+                              self.notifications, clock=self._now)
 
     def _now(self) -> int:
         """The auth clock once auth exists (tests move it); an ingest worker need not build auth for it."""

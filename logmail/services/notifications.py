@@ -61,6 +61,8 @@ KINDS: dict[str, Kind] = {
     WEBHOOK_DISABLED: Kind("A webhook endpoint of your organisation was disabled (organisation owners and admins)"),
     SERVICE_STATUS: Kind("A service logmail depends on went down, degraded or recovered", admins_only=True),
 }
+PAYMENT_FAILED = "paymentFailed"
+KINDS[PAYMENT_FAILED] = Kind("A payment for your organisation's subscription failed (organisation owners)")
 SEVERITIES = ("info", "warning", "critical")
 ORGANISATION_ADMIN_ROLES = ("owner", "admin")
 FAILURES_BEFORE_NOTICE = 3  # a sync that fails once or twice usually recovers by itself
@@ -175,6 +177,10 @@ class NotificationService:
             body = (f"A session started on {details.get('was', 'one device')} was used from "
                     f"{details.get('now', 'another')} and has been ended. If that was not you, change your "
                     "password.")
+        elif reason == "admin_revoked":
+            title, severity = "Signed out by an administrator", "warning"
+            body = (f"{_sessions(count)} ended by a platform administrator. Sign in again to continue; "
+                    "your API tokens still work.")
         else:
             title, severity = "Signed out everywhere", "info"
             body = (f"All {count} of your sessions were ended at your request. If you did not ask for this, "
@@ -342,6 +348,10 @@ class NotificationService:
         row = session.get(NotificationPreference, (user_id, kind))
         default = KINDS[kind]
         return (row.in_app, row.email) if row is not None else (default.in_app, default.email)
+
+
+def _sessions(count: int) -> str:
+    return "Your session was" if count == 1 else f"All {count} of your sessions were"
 
 
 def _require_user(who: Principal) -> int:

@@ -37,6 +37,7 @@ ORGANISATION_ROLE = "owner"  # what a token without a user acts as, bounded by i
 METHOD_TOKEN = "token"
 METHOD_SESSION = "session"
 METHOD_TRUSTED_HEADERS = "trusted_headers"
+METHOD_CLI = "cli"  # ``logmail admin``: the operator at the command line (see services/operator.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ SESSION_REVOKED = "session_revoked"
 CROSS_TENANT_ACCESS = "cross_tenant_access"
 CROSS_USER_ACCESS = "cross_user_access"  # another user's object in the same organisation (mailbox accounts)
 TRUSTED_HEADERS_REFUSED = "trusted_headers_refused"
+ADMIN_ACCESS_DENIED = "admin_access_denied"  # a caller without the platform-admin flag tried /admin/*
 
 
 class SecurityEvents:

@@ -74,7 +74,10 @@ class UsageService:
                 return
             try:
                 with self.db.write_connection() as conn:
-                    repo.record_api_calls(conn, counts, self._clock())
+                    # An organisation deleted meanwhile (platform admins) has nowhere to count them.
+                    known = set(conn.execute(select(Organization.id).where(Organization.id.in_(list(counts))))
+                                .scalars())
+                    repo.record_api_calls(conn, {org: n for org, n in counts.items() if org in known}, self._clock())
             except Exception as exc:  # keep them for the next flush rather than lose them
                 log.warning("could not record API usage (%s); will retry", exc)
                 with self._lock:

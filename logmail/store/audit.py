@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from logmail.store.models import AuditEntry, SecurityEvent, new_uuid
+from logmail.store.models import AuditEntry, Organization, SecurityEvent, new_uuid
 
 
 @dataclass(slots=True)
@@ -31,7 +31,34 @@ def add_entry(session: Session, organization_id: int, *, action: str, created_at
 
 def list_entries(session: Session, organization_id: int, flt: AuditFilter, *, limit: int, offset: int,
                  ) -> tuple[list[AuditEntry], int]:
-    conds = [AuditEntry.organization_id == organization_id]
+    conds = [AuditEntry.organization_id == organization_id, *_conditions(flt)]
+    total = session.execute(select(func.count()).select_from(AuditEntry).where(*conds)).scalar_one()
+    rows = session.execute(
+        select(AuditEntry).where(*conds).order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
+        .offset(offset).limit(limit)
+    ).scalars().all()
+    return list(rows), total
+
+
+def list_all_entries(session: Session, flt: AuditFilter, *, organization_uuid: str | None, limit: int,
+                     offset: int) -> tuple[list[tuple[AuditEntry, str]], int]:
+    """Entries of every organisation (platform admins), newest first, each with its organisation's
+    uuid; only ``organization_uuid``'s when given."""
+    conds = _conditions(flt)
+    if organization_uuid is not None:
+        conds.append(Organization.uuid == organization_uuid)
+    total = session.execute(select(func.count()).select_from(AuditEntry)
+                            .join(Organization, Organization.id == AuditEntry.organization_id).where(*conds)
+                            ).scalar_one()
+    rows = session.execute(
+        select(AuditEntry, Organization.uuid).join(Organization, Organization.id == AuditEntry.organization_id)
+        .where(*conds).order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc()).offset(offset).limit(limit)
+    ).all()
+    return [(r[0], r[1]) for r in rows], total
+
+
+def _conditions(flt: AuditFilter) -> list:
+    conds = []
     if flt.actor_user_uuid:
         conds.append(AuditEntry.actor_user_uuid == flt.actor_user_uuid)
     if flt.action:
@@ -40,12 +67,7 @@ def list_entries(session: Session, organization_id: int, flt: AuditFilter, *, li
         conds.append(AuditEntry.created_at >= flt.since)
     if flt.until is not None:
         conds.append(AuditEntry.created_at < flt.until)
-    total = session.execute(select(func.count()).select_from(AuditEntry).where(*conds)).scalar_one()
-    rows = session.execute(
-        select(AuditEntry).where(*conds).order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
-        .offset(offset).limit(limit)
-    ).scalars().all()
-    return list(rows), total
+    return conds
 
 
 def add_event(session: Session, *, event: str, created_at: int, organization_id: int | None = None,

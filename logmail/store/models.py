@@ -451,4 +451,4 @@ class MailAccountSeen(Base):
 
 # The models of other areas live in their own modules on the same Base; importing them here keeps
 # one metadata (migrations, the schema comparison test) however the package is entered.
-from logmail.store import models_health, models_outbound, models_webhooks  # noqa: E402,F401
+from logmail.store import models_billing, models_health, models_outbound, models_webhooks  # noqa: E402,F401
