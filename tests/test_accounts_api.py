@@ -225,3 +225,14 @@ def test_login_check_reports_an_unreachable_server_without_importing(daemon, peo
     assert resp.status_code == 200, resp.text
     assert resp.json()["ok"] is False and resp.json()["error"] == "unreachable"
     assert SECRET not in resp.text
+
+
+@pytest.mark.parametrize("field, value", [("accountName", "\ud800"), ("username", "x\udfff"),
+                                          ("folders", ["INBOX", "\ud83d"])])
+def test_lone_surrogates_are_a_400_not_a_500(people, field, value):
+    who, http = people
+    import json
+
+    escaped = json.dumps(body(**{field: value})).encode()  # "\ud800" as JSON escapes, as a client sends it
+    resp = http.post("/api/accounts", headers={**who["alice"], "Content-Type": "application/json"}, content=escaped)
+    assert resp.status_code == 400 and "Unicode" in resp.json()["message"]

@@ -285,3 +285,11 @@ def test_405_lists_the_allowed_methods(api):
 def test_values_a_database_cannot_hold_are_400(api, payload, fragment):
     resp = api.post("/tokens", content=json.dumps(payload), headers={"Content-Type": "application/json"})
     assert resp.status_code == 400 and fragment in resp.json()["message"], resp.text
+
+
+def test_an_enormous_cursor_is_a_400(api):
+    import base64
+
+    cursor = base64.urlsafe_b64encode(b"m:" + b"9" * 30).decode().rstrip("=")
+    resp = api.get("/messages", params={"cursor": cursor})
+    assert resp.status_code == 400 and "cursor" in resp.json()["message"]

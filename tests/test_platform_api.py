@@ -417,3 +417,40 @@ def test_retention_follows_each_tier(daemon, tenants):
     # An installation-wide limit shorter than the tier's wins.
     assert daemon.services.retention.apply_policy(now, 5) == 2
     assert daemon.services.retention.apply_policy(now, 5) == 0  # and never more than the policy says
+
+
+def test_a_copy_deleted_in_one_organisation_leaves_the_others_raw_message(daemon, tenants):
+    """One message for two organisations is one raw blob: it goes only with the last copy."""
+    a, b = tenants
+    raw = eml("for both", to="dev@in.test, ops@in.test")
+    env = Envelope("sender@example.com", ["dev@in.test", "ops@in.test"],
+                   routes={a.org_id: ["dev@in.test"], b.org_id: ["ops@in.test"]})
+    daemon.services.acceptor.accept_many([(raw, env)])
+    (mine,), (theirs,) = wait_count(a, 1), wait_count(b, 1)
+    assert a.delete(f"/messages/{mine['id']}").status_code == 200
+    assert b.http.get(f"/messages/{theirs['id']}/raw", headers=b.headers).content == raw
+    assert b.delete(f"/messages/{theirs['id']}").status_code == 200
+    assert daemon.services.content.stats()["blobs"] == 0  # the last copy took the raw blob with it
+
+
+def test_a_blank_search_is_not_a_filter_for_delete(daemon, tenants):
+    a, _ = tenants
+    deliver(daemon, a.org_id, eml("keep me"), ["dev@in.test"])
+    wait_count(a, 1)
+    for blank in (" ", '""', "   "):
+        resp = a.delete("/messages", params={"q": blank})
+        assert resp.status_code == 400, blank
+    assert a.get("/messages").json()["pagination"]["total"] == 1
+
+
+def test_huge_retention_is_refused_and_cannot_stop_the_purge(daemon, tenants, admin, http):
+    a, b = tenants
+    resp = http.post("/admin/tiers", headers=admin, json={"name": "forever", "displayName": "Forever",
+                                                          "limits": {"retentionDays": 2**62}})
+    assert resp.status_code == 400 and "36500" in resp.json()["message"]
+    set_tier(daemon, a.org_id, retention_days=36_500)
+    set_tier(daemon, b.org_id, retention_days=1)
+    deliver(daemon, b.org_id, eml("old"), ["ops@in.test"])
+    wait_count(b, 1)
+    backdate(daemon, "old", int(time.time() * 1000) - 3 * DAY_MS)
+    assert daemon.services.retention.apply_policy(int(time.time() * 1000), 0) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sanic import Blueprint, Request
 from sanic.response import json
 
-from logmail.api.admin_platform import platform_admin
+from logmail.api.admin_platform import platform_admin, platform_admin_change
 from logmail.api.params import choice_arg, int_arg, page, page_args, uuid_param
 from logmail.api.util import blocking
 from logmail.services.audit import EMAIL_RETRIED, EMAILS_PROCESSED
@@ -39,7 +39,7 @@ async def email_stats(request: Request):
 @bp.post("/admin/emails/process")
 async def process_emails(request: Request):
     """Run the retry job's pass now, in this process (it may take as long as the servers do)."""
-    who = platform_admin(request)
+    who = platform_admin_change(request)
     services = request.app.ctx.services
     report = await blocking(services.outbound.process_due)
     await blocking(_audit, services, who, EMAILS_PROCESSED, None, report)
@@ -54,7 +54,7 @@ async def get_email(request: Request, email_id: str):
 
 @bp.post("/admin/emails/<email_id:str>/retry")
 async def retry_email(request: Request, email_id: str):
-    who = platform_admin(request)
+    who = platform_admin_change(request)
     services = request.app.ctx.services
     email_id = uuid_param(email_id, "email id")
     email = await blocking(services.outbound.retry, email_id)

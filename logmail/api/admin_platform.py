@@ -62,7 +62,7 @@ async def list_domains(request: Request):
 
 @bp.post("/admin/domains")
 async def assign_domain(request: Request):
-    who = platform_admin(request)
+    who = platform_admin_change(request)
     data = DOMAIN_BODY.parse(request)
     out = await blocking(request.app.ctx.services.addresses.assign_domain, who, data["domain"],
                          data["organizationId"].lower())
@@ -71,6 +71,6 @@ async def assign_domain(request: Request):
 
 @bp.delete("/admin/domains/<domain:str>")
 async def remove_domain(request: Request, domain: str):
-    who = platform_admin(request)
+    who = platform_admin_change(request)
     await blocking(request.app.ctx.services.addresses.remove_domain, who, domain)
     return json({"message": "Domain removed", "domain": domain.lower()})

@@ -51,9 +51,10 @@ def decode_cursor(value: str | None) -> int | None:
     try:
         text = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
         kind, _, number = text.partition(":")
-        if kind != "m":
+        value = int(number)
+        if kind != "m" or not 0 <= value < 2**63:
             raise ValueError
-        return int(number)
+        return value
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadRequestError("cursor is not one this server issued; use nextCursor from a previous page") from None
 
@@ -126,7 +127,8 @@ async def delete_matching(request: Request):
     """Delete by search: the same filters as the listing; refuses to run without one."""
     who = require(request, "write")
     flt = message_filter(request)
-    if flt.q is None and flt.to is None and flt.from_ is None and flt.since is None and flt.until is None:
+    blank = flt.q is None or not flt.query().terms  # "q= " searches for nothing: it is no filter
+    if blank and flt.to is None and flt.from_ is None and flt.since is None and flt.until is None:
         raise BadRequestError("give a search (q, to, from, since or until): deleting every message needs "
                               "an explicit filter such as since=0")
     deleted = await blocking(request.app.ctx.services.messages.delete_matching, who, flt)

@@ -275,8 +275,17 @@ def _text(maximum: int, *, minimum: int = 1):
             raise BadRequestError(f"{name} must be at most {maximum} characters long")
         if any(c in value for c in "\r\n\0"):
             raise BadRequestError(f"{name} must not contain line breaks or NUL")
+        if name != "password":  # the password is stored encrypted as bytes (surrogatepass)
+            _unicode(name, value)
         return value
     return check
+
+
+def _unicode(name: str, value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate escaped in the JSON ("\ud800"): not text
+        raise BadRequestError(f"{name} must be valid Unicode text") from None
 
 
 def _email(name: str, value: Any, settings: AccountsSettings) -> str:
@@ -325,6 +334,8 @@ def _folders(name: str, value: Any, settings: AccountsSettings) -> list[str]:
             or not all(isinstance(f, str) and 0 < len(f) <= 255 and not any(c in f for c in "\r\n\0")
                        for f in value)):
         raise BadRequestError(f"{name} must be a list of 1 to {MAX_FOLDERS} folder names")
+    for folder in value:
+        _unicode(name, folder)
     return list(dict.fromkeys(value))
 
 

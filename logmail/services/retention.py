@@ -36,7 +36,7 @@ class RetentionService:
                                   self.tiers.get(tier_name).retention_days if self.tiers else None)
                       if d is not None]
             if limits:
-                out[org] = now_ms - min(limits) * DAY_MS
+                out[org] = max(0, now_ms - min(limits) * DAY_MS)
         return out
 
     def apply_policy(self, now_ms: int, max_age_days: int = 0, *, batch_size: int = 500,

@@ -32,6 +32,7 @@ LIMITS = {
     "apiRequestsPerMinute": "api_requests_per_minute",
 }
 UNLIMITED = "unlimited"
+MAX_RETENTION_DAYS = 36_500  # a century: beyond it "keep" is what is meant, which is null
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -153,7 +154,7 @@ def _values(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "displayName" in body or not partial:
         display = body.get("displayName", body.get("name"))
-        if not isinstance(display, str) or not display.strip() or len(display) > 100:
+        if not isinstance(display, str) or not display.strip() or len(display) > 100 or not _is_text(display):
             raise BadRequestError("displayName must be a non-empty string of at most 100 characters")
         out["display_name"] = display.strip()
     limits = body.get("limits", {} if not partial else None)
@@ -163,9 +164,10 @@ def _values(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
         for key, value in limits.items():
             if key not in LIMITS:
                 raise BadRequestError(f"limits.{key} is not a limit; known: {', '.join(LIMITS)}")
+            most = MAX_RETENTION_DAYS if key == "retentionDays" else 2**62
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0
-                                      or value > 2**62):
-                raise BadRequestError(f"limits.{key} must be a whole number of at least 0, or null for no limit")
+                                      or value > most):
+                raise BadRequestError(f"limits.{key} must be a whole number from 0 to {most}, or null for no limit")
             out[LIMITS[key]] = value
     features = body.get("features", {} if not partial else None)
     if features is not None:
@@ -179,7 +181,15 @@ def _values(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
         out["features"] = features
     if "priceId" in body:
         price = body["priceId"]
-        if price is not None and (not isinstance(price, str) or len(price) > 100):
+        if price is not None and (not isinstance(price, str) or len(price) > 100 or not _is_text(price)):
             raise BadRequestError("priceId must be a string of at most 100 characters, or null")
         out["price_id"] = price
     return out
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: not storable text
+        return False
+    return True

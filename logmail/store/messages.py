@@ -173,7 +173,13 @@ def delete_messages(session: Session, organization_id: int, message_pks: list[in
     pks = [r.id for r in rows]  # only this organisation's: ids of others are silently not touched
     if not pks:
         return []
-    keys = [r.raw_key for r in rows] + [r.body_key for r in rows if r.body_key]
+    # A message admitted for several organisations is one raw blob shared by each copy: it goes only
+    # with the last copy (the check runs in this transaction, so two deletes cannot both keep it).
+    raw_keys = {r.raw_key for r in rows}
+    still_used = set(session.execute(
+        select(Message.raw_key).where(Message.raw_key.in_(raw_keys), Message.id.not_in(pks))
+    ).scalars()) if raw_keys else set()
+    keys = [k for k in raw_keys if k not in still_used] + [r.body_key for r in rows if r.body_key]
     keys += session.execute(
         select(Attachment.content_key).where(Attachment.organization_id == organization_id,
                                              Attachment.message_id.in_(pks))
