@@ -7,9 +7,9 @@ from sanic import Blueprint, Request
 from sanic.response import json
 
 from logmail import __version__
+from logmail.api.admin_platform import platform_admin
 from logmail.api.params import int_arg, page, page_args, str_arg
 from logmail.api.util import blocking, require
-from logmail.errors import ForbiddenError
 
 bp = Blueprint("health")
 MAX_HOURS = 24 * 90
@@ -28,20 +28,15 @@ async def detailed(request: Request):
     return json({**report, "version": __version__}, status=503 if report["status"] == "down" else 200)
 
 
-def _platform_admin(request: Request) -> None:
-    if not request.ctx.principal.is_platform_admin:
-        raise ForbiddenError("only platform admins may see the health history")
-
-
 @bp.get("/admin/health")
 async def admin_health(request: Request):
-    _platform_admin(request)
+    platform_admin(request)
     return json(await blocking(request.app.ctx.services.health.latest))
 
 
 @bp.get("/admin/health/history")
 async def admin_history(request: Request):
-    _platform_admin(request)
+    platform_admin(request)
     services = request.app.ctx.services
     hours = int_arg(request, "hours", minimum=1, maximum=MAX_HOURS) or 24
     service = str_arg(request, "service", max_length=64)

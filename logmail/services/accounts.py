@@ -50,10 +50,10 @@ _MAILBOX_FIELDS = ("protocol", "hostname", "port", "username", "email_address")
 _REQUIRED = ("accountName", "emailAddress", "protocol", "hostname", "port", "username", "password")
 
 
-def account_json(a: MailAccount) -> dict[str, Any]:
+def account_json(a: MailAccount, tenant_id: str, user_id: str | None) -> dict[str, Any]:
     """The account as the API shows it. There is deliberately no password field, encrypted or not."""
     return {
-        "id": a.uuid, "tenantId": a.organization_uuid, "userId": a.user_uuid, "accountName": a.account_name,
+        "id": a.uuid, "tenantId": tenant_id, "userId": user_id, "accountName": a.account_name,
         "emailAddress": a.email_address, "protocol": a.protocol, "hostname": a.hostname, "port": a.port,
         "encryption": a.encryption, "username": a.username, "folders": a.folders, "useIdle": a.use_idle,
         "isSyncEnabled": a.is_sync_enabled, "syncInterval": a.sync_interval, "lastSyncAt": a.last_sync_at,
@@ -231,9 +231,7 @@ class AccountService:
         return account
 
     def _json(self, who: Principal, account: MailAccount) -> dict[str, Any]:
-        account.organization_uuid = who.organization_uuid  # type: ignore[attr-defined]
-        account.user_uuid = who.user_uuid  # type: ignore[attr-defined]
-        return account_json(account)
+        return account_json(account, who.organization_uuid, who.user_uuid)
 
     def _validate(self, body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
         if not partial:

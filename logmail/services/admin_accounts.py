@@ -34,11 +34,7 @@ class AccountAdmin:
                     raise NotFoundError("organisation not found")
                 org_id = org.id
             rows, total = repo.list_accounts(session, organization_id=org_id, limit=limit, offset=offset)
-            out = []
-            for account, org_uuid, user_uuid in rows:
-                account.organization_uuid, account.user_uuid = org_uuid, user_uuid
-                out.append(account_json(account))
-            return out, total
+            return [account_json(account, org_uuid, user_uuid) for account, org_uuid, user_uuid in rows], total
 
     def ids(self, who: Principal, account_uuids: list[str] | None) -> list[int]:
         """Internal ids of the named enabled accounts (every enabled one when None), for a sync."""
