@@ -115,6 +115,9 @@ def test_a_user_sees_failed_logins_against_their_account(daemon, http, api):
     assert [e["event"] for e in trail] == ["login_succeeded", "login_failed"]
     assert trail[1]["details"] == {"reason": "wrong_password"} and trail[1]["ip"] == "127.0.0.1"
     assert http.get("/auth/security-events", headers=session.auth, params={"all": "true"}).status_code == 403
+    for blank_or_odd in ("", "maybe"):  # not "false": a value that says nothing is refused, not guessed
+        resp = http.get("/auth/security-events", headers=session.auth, params={"all": blank_or_odd})
+        assert resp.status_code == 400 and resp.json()["message"] == "all must be true or false"
 
 
 def _admin(org_id, daemon):

@@ -13,9 +13,9 @@ from sanic.response import JSONResponse, json
 
 from logmail.api.authn import client_of, principal, served_over_tls
 from logmail.api.body import Body, Bool, Str
-from logmail.api.params import int_arg, page, page_args, str_arg, uuid_param
+from logmail.api.params import bool_arg, int_arg, page, page_args, str_arg, uuid_param
 from logmail.api.util import blocking
-from logmail.errors import BadRequestError, ForbiddenError, UnauthorisedError
+from logmail.errors import ForbiddenError, UnauthorisedError
 from logmail.services.sessions import IssuedTokens
 
 bp = Blueprint("auth")
@@ -103,7 +103,7 @@ async def security_events(request: Request):
     limit, offset = page_args(request)
     since = int_arg(request, "since", minimum=0)
     until = int_arg(request, "until", minimum=0)
-    whole_org = _bool_arg(request, "all")
+    whole_org = bool_arg(request, "all")
     if whole_org or who.user_id is None:
         if not who.can("admin"):
             raise ForbiddenError("the organisation's security events are for admins and owners")
@@ -114,13 +114,6 @@ async def security_events(request: Request):
                                   event=str_arg(request, "event", max_length=64), since=since, until=until,
                                   limit=limit, offset=offset)
     return json(page("events", items, total, limit, offset))
-
-
-def _bool_arg(request: Request, name: str) -> bool:
-    value = (request.args.get(name) or "false").lower()
-    if value not in ("true", "false", "1", "0"):
-        raise BadRequestError(f"{name} must be true or false")
-    return value in ("true", "1")
 
 
 def _token_response(request: Request, tokens: IssuedTokens, *, in_body: bool, extra: dict | None = None,

@@ -59,6 +59,16 @@ def choice_arg(request: Request, name: str, choices: tuple[str, ...]) -> str | N
     return value
 
 
+def bool_arg(request: Request, name: str, default: bool = False) -> bool:
+    """``true``/``false`` (or ``1``/``0``); absent is the default, anything else (a blank included) a 400."""
+    value = _arg(request, name)
+    if value is None:
+        return default
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise BadRequestError(f"{name} must be true or false")
+    return value.lower() in ("true", "1")
+
+
 def _arg(request: Request, name: str) -> str | None:
     # Blank values kept: "?since=" is a bad number, not an absent one (request.args drops blanks).
     return request.get_args(keep_blank_values=True).get(name)
