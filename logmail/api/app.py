@@ -15,6 +15,7 @@ from logmail.api import (
     audit,
     auth_routes,
     billing,
+    events,
     health,
     ingest,
     mailbox_accounts,
@@ -57,7 +58,7 @@ def create_app(services) -> Sanic:
     admin_api.install_admin_trail(app)  # after authentication: it reads the principal
     for bp in (health.bp, openapi.bp, messages.bp, auth_routes.bp, tokens.bp, users.bp, audit.bp, addresses.bp,
                usage.bp, ingest.bp, admin_platform.bp, mailbox_accounts.bp,
-               webhooks.bp, notifications.bp, admin_emails.bp, billing.bp,
+               webhooks.bp, notifications.bp, admin_emails.bp, billing.bp, events.bp,
                admin_api.bp):
         app.blueprint(bp)
     _count_api_usage(app)

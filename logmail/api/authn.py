@@ -51,7 +51,7 @@ def install_authentication(app) -> None:
         if request.path in ANONYMOUS_PATHS:
             await blocking(services.auth.limits.request, "address:" + client.ip)
             return None
-        who = await blocking(_authenticate_request, services, request, client)
+        who = await blocking(authenticate_request, services, request, client)
         await blocking(services.auth.limits.request, who.rate_key)
         if services.platform:  # the tier's API flag and per-organisation limit (cached lookups)
             await blocking(services.usage.api_request, who)
@@ -61,7 +61,7 @@ def install_authentication(app) -> None:
         return None
 
 
-def _authenticate_request(services, request: Request, client: Client) -> Principal:
+def authenticate_request(services, request: Request, client: Client) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()

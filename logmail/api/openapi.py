@@ -11,6 +11,7 @@ from sanic.response import json
 from logmail import __version__
 from logmail.api.openapi_accounts import ACCOUNT_PATHS, ACCOUNT_SCHEMAS
 from logmail.api.openapi_billing import BILLING_PATHS, BILLING_SCHEMAS
+from logmail.api.openapi_events import EVENT_PATHS
 from logmail.api.openapi_admin import ADMIN_PATHS, ADMIN_SCHEMAS
 from logmail.api.openapi_parts import UUID, errors, param
 from logmail.api.openapi_health import HEALTH_PATHS
@@ -141,6 +142,7 @@ DOCUMENT = {
         **OUTBOUND_PATHS,
         **WEBHOOK_PATHS,
         **HEALTH_PATHS,
+        **EVENT_PATHS,
     },
 }
 

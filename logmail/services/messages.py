@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import func, select
+
 from logmail.errors import BadRequestError, NotFoundError
 from logmail.services.audit import MESSAGE_DELETED, MESSAGES_DELETED, AuditLog
 from logmail.services.principal import Principal
@@ -16,6 +18,7 @@ from logmail.store import messages as repo
 from logmail.store import tags as tags_repo
 from logmail.store.content import ContentStore
 from logmail.store.database import Database
+from logmail.store.models import Message
 
 log = logging.getLogger("logmail.messages")
 
@@ -50,6 +53,16 @@ def summary_json(row: Any, tags: list[str] | None = None) -> dict[str, Any]:
         "hasParseErrors": bool(row.parse_errors),
         "tags": tags or [],
     }
+
+
+@dataclass(frozen=True, slots=True)
+class IdScan:
+    """Internal message ids across every organisation, and nothing else: what the watcher of new mail
+    (:mod:`logmail.api.live`) needs to notice mail stored by any process on the same database."""
+
+    newest: int                      # the greatest id stored (0: none)
+    after: list[tuple[int, int]]     # (id, organisation) of ids greater than the one asked about, ascending
+    present: dict[int, int]          # id -> organisation, of the ids asked about that exist by now
 
 
 MAX_TAGS = 50
@@ -91,6 +104,46 @@ class MessageService:
             page = repo.list_messages(session, who.organization_id, flt, limit=limit, offset=offset, before_id=cursor)
             tags = tags_repo.for_messages(session, who.organization_id, [r.id for r in page.rows])
         return [summary_json(r, tags.get(r.id)) for r in page.rows], page.total, page.next_cursor
+
+    # -- the live stream of GET /events -------------------------------------------------------------
+
+    def received_after(self, who: Principal, after_pk: int, *, up_to: int,
+                       limit: int = 100) -> list[tuple[int, dict[str, Any]]]:
+        """The organisation's messages with ``after_pk < internal id <= up_to``, oldest first, each as
+        (internal id, the summary ``GET /messages`` lists)."""
+        with self.db.read() as session:
+            rows = session.execute(
+                select(*repo.LIST_COLUMNS)
+                .where(Message.organization_id == who.organization_id, Message.id > after_pk, Message.id <= up_to)
+                .order_by(Message.id).limit(limit)
+            ).all()
+            tags = tags_repo.for_messages(session, who.organization_id, [r.id for r in rows])
+        return [(r.id, summary_json(r, tags.get(r.id))) for r in rows]
+
+    def newest_pk(self, who: Principal, up_to: int) -> int:
+        """The organisation's greatest internal message id at or below ``up_to``; 0 when it has none."""
+        with self.db.read() as session:
+            return session.execute(
+                select(func.max(Message.id)).where(Message.organization_id == who.organization_id,
+                                                   Message.id <= up_to)
+            ).scalar() or 0
+
+    def scan_ids(self, after_pk: int, asked: list[int], limit: int = 1000) -> IdScan:
+        """The newest id, up to ``limit`` ids after ``after_pk`` and which of ``asked`` exist, in every
+        organisation, each with its organisation's internal id: for the watcher's own use, never
+        shown to a tenant."""
+        with self.db.read() as session:
+            newest = session.execute(select(func.max(Message.id))).scalar() or 0
+            after = []
+            if newest > after_pk and limit:
+                after = [(pk, org) for pk, org in session.execute(
+                    select(Message.id, Message.organization_id).where(Message.id > after_pk)
+                    .order_by(Message.id).limit(limit))]
+            present = {}
+            if asked:
+                present = dict(session.execute(
+                    select(Message.id, Message.organization_id).where(Message.id.in_(asked))).all())
+        return IdScan(newest, after, present)
 
     def get(self, who: Principal, message_uuid: str) -> dict[str, Any]:
         with self.db.read() as session:
