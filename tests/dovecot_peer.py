@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
+from ports import free_port
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 
@@ -92,12 +93,6 @@ service stats {{
 
 def dovecot_available() -> bool:
     return all(Path(p).exists() for p in (DOVECOT, "/usr/lib/dovecot/imap", "/usr/lib/dovecot/pop3"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class DovecotPeer:

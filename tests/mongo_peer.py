@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 _LISTENING = re.compile(rb"secantus listening on ([0-9.]+):(\d+)")
 
@@ -155,13 +156,6 @@ def start_mongo_peer(tmp_dir: Path | str, *, port: int = 0, standalone: bool = F
     it a standalone server rather than a single-node replica set.
     """
     return MongoPeer(Path(tmp_dir), port=port, standalone=standalone, extra_args=extra_args).start(timeout)
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on at the moment (for "the server is down" tests)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _option(value: object) -> str:

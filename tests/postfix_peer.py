@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "docs" / "examples" / "postfix"
@@ -77,12 +78,6 @@ lmtp_connect_timeout = 2s
 
 def postfix_available() -> bool:
     return shutil.which("postfix") is not None or Path("/usr/sbin/postfix").exists()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def snippet(name: str, replacements: dict[str, str]) -> str:

@@ -19,13 +19,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
+
+from ports import free_port
 
 SHARED_URL = os.environ.get("LOGMAIL_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 # Where the real scripts live: the ones on PATH are a wrapper that drops privileges.
@@ -71,15 +72,6 @@ def delete_vhost(name: str) -> None:
 # -- a private rabbitmq-server ------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    # Below 50000: the CLI tools derive their own distribution ports from the node's (+10000).
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port < 50000:
-            return port
-    raise PeerUnavailable("no free port below 50000")
 
 
 def _sbin() -> Path:
@@ -105,6 +97,8 @@ class PrivateBroker:
         self._choose_ports()
 
     def _choose_ports(self) -> None:
+        # free_port() stays below 32000: the CLI tools derive their own distribution ports from
+        # the node's (+10000), which must stay below 65536.
         self.port = free_port()
         self.dist_port = free_port()
         self.epmd_port = free_port()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import threading
@@ -16,31 +15,35 @@ import httpx
 import pytest
 
 from conftest import write_config
+from ports import free_port
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_daemon(cfg: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "logmail", "daemon", "--config", str(cfg)],
+    proc = subprocess.Popen([sys.executable, "-m", "logmail", "daemon", "--config", str(cfg)],
                             stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    proc.log_path = log  # so a failed start can say why
+    return proc
+
+
+def _log_tail(proc: subprocess.Popen) -> str:
+    log = getattr(proc, "log_path", None)
+    if log is None or not log.exists():
+        return "(no log)"
+    return log.read_text(errors="replace")[-4000:]
 
 
 def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc.poll() is None, "the daemon exited during start-up"
+        assert proc.poll() is None, f"the daemon exited during start-up:\n{_log_tail(proc)}"
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             time.sleep(0.1)
-    raise AssertionError("the daemon did not become healthy")
+    raise AssertionError(f"the daemon did not become healthy:\n{_log_tail(proc)}")
 
 
 @pytest.mark.parametrize("workers", [0, 1])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -12,17 +11,12 @@ from auth_helpers import client, create_user, login
 from conftest import make_settings
 from logmail.services.health import Sample, overall
 from logmail.store.models import User
+from ports import free_port
 
 
 class Sink:
     async def handle_DATA(self, server, session, envelope):
         return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
