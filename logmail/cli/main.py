@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from logmail import __version__
-from logmail.cli import admin_cmd, config_cmd, daemon_cmd, ingest_cmd, queue_cmd, send_cmd
+from logmail.cli import admin_cmd, config_cmd, daemon_cmd, ingest_cmd, queue_cmd, send_cmd, tui_cmd
 
 app = typer.Typer(
     name="logmail",
@@ -17,6 +17,7 @@ app = typer.Typer(
 app.command("daemon")(daemon_cmd.daemon)
 app.command("ingest")(ingest_cmd.ingest)
 app.command("send")(send_cmd.send)
+app.command("tui")(tui_cmd.tui)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(queue_cmd.app, name="queue")
 app.add_typer(admin_cmd.app, name="admin")

@@ -1,0 +1,83 @@
+"""What every area screen shares: the API call wrapper that turns failures into notifications."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Awaitable
+
+from textual.binding import Binding
+from textual.screen import Screen
+
+from logmail.tui.client import ApiError, ApiUnavailable, AuthRequired, LogmailClient
+
+if TYPE_CHECKING:
+    from logmail.tui.app import LogmailConsole
+
+
+@dataclass(frozen=True)
+class Forbidden:
+    """The API's 403 as a value: the caller is not (or no longer) allowed, e.g. no platform admin."""
+
+    message: str
+
+
+async def forbidden_as_value(awaitable: Awaitable[Any]) -> Any:
+    """A 403 becomes a :class:`Forbidden` value, so a screen explains it once instead of notifying
+    on every refresh; any other failure goes on as it was."""
+    try:
+        return await awaitable
+    except ApiError as exc:
+        if exc.status == 403:
+            return Forbidden(exc.message)
+        raise
+
+
+class AreaScreen(Screen):
+    """A top-level area of the console. Subclasses load their data in :meth:`reload`.
+
+    Network calls run in workers (``@work(exclusive=True, exit_on_error=False)``) and go through
+    :meth:`api`, so an API error is a notification and a daemon that went away is the app's
+    "reconnecting" status, never a crash.
+    """
+
+    BINDINGS = [Binding("r", "reload", "Refresh")]
+
+    @property
+    def console(self) -> "LogmailConsole":
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def client(self) -> LogmailClient:
+        return self.console.client
+
+    async def api(self, awaitable: Awaitable[Any], *, action: str | None = None) -> Any | None:
+        """The result of one API call, or None when it failed (the failure has been shown)."""
+        try:
+            result = await awaitable
+        except ApiUnavailable as exc:
+            self.console.connection_lost(exc)
+            return None
+        except AuthRequired:
+            self.console.need_login()
+            return None
+        except ApiError as exc:
+            self.console.connection_ok()
+            what = f"{action}: " if action else ""
+            # Server messages quote what the user typed: never read them as markup.
+            self.notify(f"{what}{exc.message}", title=exc.error, severity="error", timeout=6, markup=False)
+            return None
+        self.console.connection_ok()
+        return result
+
+    def reload(self) -> None:
+        """Fetch this screen's data again (on mount, on resume, on reconnect, on ``r``)."""
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    def on_screen_resume(self) -> None:
+        if self.console.ready:
+            self.reload()

@@ -1,0 +1,1 @@
+"""Widgets and small dialogs the console's screens are built from, grouped by area (``mail_*``, ...)."""
