@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -36,6 +38,90 @@ def mariadb_database() -> str:
         conn.close()
     _created_databases.append(name)
     return f"{MARIADB_URL}/{name}?charset=utf8mb4"
+
+
+_template: dict = {}
+_ready: "queue.Queue[str]" = queue.Queue(maxsize=2)
+_filling = threading.Event()
+_stop_filling = threading.Event()
+
+
+def mariadb_migrated_database() -> str:
+    """A fresh MariaDB database already at the newest schema revision.
+
+    Running the migrations costs about a second on MariaDB, and nearly every production-stack test
+    starts a daemon on a new database; so the migrations run once per session into a template and
+    each test gets a copy of it (``SHOW CREATE TABLE`` keeps keys, foreign keys and FULLTEXT
+    indexes), made ahead by a background thread while the previous test runs. The migrations
+    themselves are tested on empty databases (tests/test_migrations.py, tests/test_many_daemons.py,
+    ``logmail admin db upgrade``), and the daemon still checks the revision on every start.
+    """
+    if not _template:
+        _make_template()
+    if not _filling.is_set():
+        _filling.set()
+        threading.Thread(target=_fill, name="mariadb-copies", daemon=True).start()
+    return _ready.get(timeout=120)
+
+
+def _make_template() -> None:
+    import pymysql
+
+    from logmail.store.database import Database
+    from logmail.store.migrate import upgrade
+
+    url = mariadb_database()
+    db = Database(url)
+    try:
+        upgrade(db)
+    finally:
+        db.engine.dispose()
+    name = url.rsplit("/", 1)[1].split("?")[0]
+    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", database=name)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW FULL TABLES WHERE Table_type = 'BASE TABLE'")
+            tables = [row[0] for row in cur.fetchall()]
+            creates, seeded = [], []
+            for table in tables:
+                cur.execute(f"SHOW CREATE TABLE `{table}`")
+                creates.append(cur.fetchone()[1])
+                cur.execute(f"SELECT 1 FROM `{table}` LIMIT 1")
+                if cur.fetchone():
+                    seeded.append(table)
+    finally:
+        conn.close()
+    _template.update(name=name, creates=creates, seeded=seeded)
+
+
+def _fill() -> None:
+    while not _stop_filling.is_set():
+        url = _copy_template()
+        while not _stop_filling.is_set():
+            try:
+                _ready.put(url, timeout=0.2)
+                break
+            except queue.Full:
+                continue
+
+
+def _copy_template() -> str:
+    import pymysql
+
+    url = mariadb_database()
+    name = url.rsplit("/", 1)[1].split("?")[0]
+    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", database=name)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET FOREIGN_KEY_CHECKS = 0")  # tables refer to each other in any order
+            for ddl in _template["creates"]:
+                cur.execute(ddl)
+            for table in _template["seeded"]:
+                cur.execute(f"INSERT INTO `{table}` SELECT * FROM `{_template['name']}`.`{table}`")
+        conn.commit()
+    finally:
+        conn.close()
+    return url
 
 
 _mongo = {}
@@ -96,6 +182,10 @@ def _delete_test_queues():
 
 
 def pytest_sessionfinish(session, exitstatus):
+    _stop_filling.set()
+    for thread in threading.enumerate():
+        if thread.name == "mariadb-copies":
+            thread.join(timeout=30)  # its last copy is in _created_databases, dropped below
     if "vhost" in _rabbit:
         from rabbit_peer import delete_vhost
 
@@ -117,7 +207,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 def production_overrides() -> dict:
     return {
-        "database": {"url": mariadb_database()},
+        "database": {"url": mariadb_migrated_database()},
         "content": {"url": mongo_url()},
         "queue": {"url": amqp_url(), "prefix": _new_queue_prefix()},
         "cache": {"url": "redis://127.0.0.1:6379/0", "prefix": f"logmail-test:{uuid.uuid4().hex[:12]}:"},
