@@ -13,16 +13,15 @@ from sanic import Blueprint, Request
 from sanic.response import json
 
 from logmail.api.admin_platform import platform_admin, platform_admin_change
+from logmail.api.audit import audit_filter
 from logmail.api.body import Body, Str
-from logmail.api.params import choice_arg, int_arg, page, page_args, str_arg, uuid_arg, uuid_param
+from logmail.api.params import choice_arg, page, page_args, str_arg, uuid_arg, uuid_param
 from logmail.api.util import blocking
-from logmail.errors import BadRequestError
 from logmail.services import security_events as ev
 from logmail.services.admin_orgs import STATUSES
 from logmail.services.admin_users import DELETE_ORGANIZATION
-from logmail.services.audit import ACTIONS, ADMIN_VIEWED
+from logmail.services.audit import ADMIN_VIEWED
 from logmail.services.principal import Principal
-from logmail.store.audit import AuditFilter
 
 bp = Blueprint("admin_api")
 
@@ -113,13 +112,7 @@ async def unsuspend(request: Request, org_id: str):
 async def audit(request: Request):
     who = platform_admin(request)
     limit, offset = page_args(request)
-    since = int_arg(request, "since", minimum=0)
-    until = int_arg(request, "until", minimum=0)
-    if since is not None and until is not None and until < since:
-        raise BadRequestError("until must not be earlier than since")
-    flt = AuditFilter(actor_user_uuid=uuid_arg(request, "actor"), action=choice_arg(request, "action", ACTIONS),
-                      since=since, until=until)
-    items, total = await blocking(_services(request).auth.audit.list_all, who, flt,
+    items, total = await blocking(_services(request).auth.audit.list_all, who, audit_filter(request),
                                   organization_uuid=uuid_arg(request, "organization"), limit=limit, offset=offset)
     return json(page("entries", items, total, limit, offset))
 

@@ -19,11 +19,16 @@ bp = Blueprint("audit")
 async def list_audit(request: Request):
     who = require(request, "admin")
     limit, offset = page_args(request)
+    items, total = await blocking(request.app.ctx.services.auth.audit.list, who, audit_filter(request),
+                                  limit=limit, offset=offset)
+    return json(page("entries", items, total, limit, offset))
+
+
+def audit_filter(request: Request) -> AuditFilter:
+    """``actor``, ``action``, ``since`` and ``until``: the filters of /audit and /admin/audit."""
     since = int_arg(request, "since", minimum=0)
     until = int_arg(request, "until", minimum=0)
     if since is not None and until is not None and until < since:
         raise BadRequestError("until must not be earlier than since")
-    flt = AuditFilter(actor_user_uuid=uuid_arg(request, "actor"), action=choice_arg(request, "action", ACTIONS),
-                      since=since, until=until)
-    items, total = await blocking(request.app.ctx.services.auth.audit.list, who, flt, limit=limit, offset=offset)
-    return json(page("entries", items, total, limit, offset))
+    return AuditFilter(actor_user_uuid=uuid_arg(request, "actor"), action=choice_arg(request, "action", ACTIONS),
+                       since=since, until=until)

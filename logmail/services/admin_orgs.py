@@ -111,15 +111,11 @@ class OrganizationAdmin:
         password_hash = self.passwords.hash(owner_password)
         now = self._clock()
         with self.db.write() as session:
-            if users_repo.email_taken(session, email):
+            created = users_repo.add_organization_with_owner(session, name=name, tier=tier, email=email,
+                                                             password_hash=password_hash, now=now)
+            if created is None:
                 raise ConflictError("a user with this email already exists")
-            org = Organization(name=name, tier=tier, created_at=now)
-            session.add(org)
-            session.flush()
-            owner = User(organization_id=org.id, email=email, password_hash=password_hash, role="owner",
-                         created_at=now)
-            session.add(owner)
-            session.flush()
+            org, owner = created
             self.audit.add(session, who, actions.ORGANIZATION_CREATED, target_type="organization",
                            target_id=org.uuid, details={"name": name, "tier": tier, "owner": owner.uuid},
                            organization_id=org.id)

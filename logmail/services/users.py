@@ -62,15 +62,11 @@ class UserService:
         password_hash = self.passwords.hash(password)  # slow: before the transaction, not inside it
         now = self._clock()
         with self.db.write() as session:
-            if repo.email_taken(session, email):
+            created = repo.add_organization_with_owner(session, name=name, tier=self.new_organisation_tier,
+                                                       email=email, password_hash=password_hash, now=now)
+            if created is None:
                 raise ConflictError("a user with this email already exists")
-            org = Organization(name=name, tier=self.new_organisation_tier, created_at=now)
-            session.add(org)
-            session.flush()
-            user = User(organization_id=org.id, email=email, password_hash=password_hash, role="owner",
-                        created_at=now)
-            session.add(user)
-            session.flush()
+            org, user = created
             who = Principal(org.id, org.uuid, user.id, None, frozenset(), method=METHOD_SESSION,
                             user_uuid=user.uuid, role="owner", client_ip=ip, user_agent=user_agent)
             self.audit.add(session, who, actions.REGISTER, target_type="user", target_id=user.uuid)

@@ -24,6 +24,21 @@ def email_taken(session: Session, email: str) -> bool:
     return session.execute(select(User.id).where(User.email == email)).first() is not None
 
 
+def add_organization_with_owner(session: Session, *, name: str, tier: str, email: str, password_hash: str,
+                                now: int) -> tuple[Organization, User] | None:
+    """A new organisation with its first owner (one never exists without one); None when the
+    email address already belongs to a user."""
+    if email_taken(session, email):
+        return None
+    org = Organization(name=name, tier=tier, created_at=now)
+    session.add(org)
+    session.flush()
+    owner = User(organization_id=org.id, email=email, password_hash=password_hash, role="owner", created_at=now)
+    session.add(owner)
+    session.flush()
+    return org, owner
+
+
 def get(session: Session, organization_id: int, user_uuid: str) -> User | None:
     return session.execute(
         select(User).where(User.organization_id == organization_id, User.uuid == user_uuid)
