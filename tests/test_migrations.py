@@ -168,3 +168,87 @@ def test_tier_migration_seeds_tiers_and_counts_existing_mail(tmp_path):
     assert "tier_limits" not in inspect(db.engine).get_table_names()
     assert upgrade(db) is True
     db.dispose()
+
+
+def _insert_message(conn, n: int) -> int:
+    from sqlalchemy import text
+
+    conn.execute(text(
+        "INSERT INTO messages (uuid, organization_id, ingest_id, source, raw_key, subject, from_name, from_address, "
+        "\"to\", cc, envelope_from, envelope_to, received_at, size, snippet, attachment_count, parse_errors, is_read) "
+        "VALUES (:u, 1, :u, 'smtp', 'k', '', '', '', '[]', '[]', '', '[]', 0, 10, '', 0, '[]', 0)"), {"u": f"m{n}"})
+    return conn.execute(text("SELECT id FROM messages WHERE uuid = :u"), {"u": f"m{n}"}).scalar_one()
+
+
+def test_sqlite_message_ids_are_never_reused_and_the_rebuild_keeps_every_child_row(tmp_path):
+    """0009 rebuilds messages with AUTOINCREMENT; foreign keys must not cascade the old table's drop."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from logmail.store.migrate import alembic_config
+
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    cfg = alembic_config()
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0008")
+    children = ("attachments", "message_recipients", "message_tags")
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO organizations (uuid, name, status, is_builtin, tier, created_at) "
+                          "VALUES ('o1', 'o', 'active', 0, 'free', 0)"))
+        ids = [_insert_message(conn, n) for n in range(3)]
+        for i in ids:
+            conn.execute(text("INSERT INTO attachments (uuid, message_id, organization_id, position, content_type, "
+                              "size, inline, sha256, content_key) VALUES (:u, :m, 1, 0, 'text/plain', 1, 0, 's', 'k')"),
+                         {"u": f"a{i}", "m": i})
+            conn.execute(text("INSERT INTO message_recipients (message_id, address, organization_id) "
+                              "VALUES (:m, 'to@example.org', 1)"), {"m": i})
+            conn.execute(text("INSERT INTO message_tags (message_id, tag, organization_id) VALUES (:m, 'x', 1)"),
+                         {"m": i})
+    indexes_before = _message_indexes(db)
+
+    assert upgrade(db) is True
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'messages'")).scalar_one().count(
+            "AUTOINCREMENT") == 1
+        assert [conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in children] == [3, 3, 3]
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar_one() == 1  # back on for the daemon's connections
+    assert _message_indexes(db) == indexes_before
+
+    with db.engine.begin() as conn:  # delete the newest: before 0009 its id went to the next message
+        conn.execute(text("DELETE FROM messages WHERE id = :m"), {"m": ids[-1]})
+        assert [conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in children] == [2, 2, 2]
+        assert _insert_message(conn, 99) > ids[-1]
+    db.dispose()
+
+
+def _message_indexes(db) -> set[tuple]:
+    from sqlalchemy import text
+
+    with db.engine.connect() as conn:
+        return {(row[0], row[1]) for row in conn.execute(text(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'"))}
+
+
+def test_a_schema_upgrade_that_would_orphan_rows_is_rolled_back(tmp_path, monkeypatch):
+    """Foreign keys are off while SQLite tables are rebuilt, so the upgrade checks them itself."""
+    from sqlalchemy import text
+
+    from logmail.errors import StorageUnavailableError
+    from logmail.store import migrate
+
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    real_upgrade = migrate.command.upgrade
+
+    def orphaning_upgrade(cfg, revision):
+        real_upgrade(cfg, revision)
+        conn = cfg.attributes["connection"]
+        conn.execute(text("INSERT INTO message_tags (message_id, tag, organization_id) VALUES (12345, 'x', 1)"))
+
+    monkeypatch.setattr(migrate.command, "upgrade", orphaning_upgrade)
+    with pytest.raises(StorageUnavailableError, match="pointing at nothing"):
+        upgrade(db)
+    assert current_revision(db) is None  # rolled back whole
+    with db.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
+    db.dispose()

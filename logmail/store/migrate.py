@@ -54,11 +54,36 @@ def upgrade(db: Database) -> bool:
         try:
             if current_revision(db) == head:  # someone else migrated while we waited
                 return False
-            with db.engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+            _apply(db, cfg)
         finally:
             if db.dialect == "mysql":
                 lock_conn.exec_driver_sql("SELECT RELEASE_LOCK('logmail_migrations')")
     log.info("database schema upgraded to %s", head)
     return True
+
+
+def _apply(db: Database, cfg: Config) -> None:
+    with db.engine.connect() as conn:
+        conn.execution_options(sqlite_begin="IMMEDIATE")
+        raw = conn.connection.driver_connection if db.dialect == "sqlite" else None
+        if raw is not None:
+            # SQLite cannot alter most things in place, so a migration rebuilds the table and drops
+            # the old copy; with foreign keys on, that drop would first delete every child row (the
+            # ON DELETE CASCADE of parts, recipients, attachments). The pragma is ignored inside a
+            # transaction, so it goes off before BEGIN, and the keys are checked before COMMIT.
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                before = _dangling_rows(conn) if raw is not None else 0
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                if raw is not None and (after := _dangling_rows(conn)) > before:
+                    raise StorageUnavailableError(f"the schema upgrade would leave {after - before} row(s) "
+                                                  "pointing at nothing; it was rolled back")
+        finally:
+            if raw is not None:
+                raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _dangling_rows(conn) -> int:
+    return len(conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall())

@@ -167,7 +167,8 @@ class Message(Base):
         Index("ix_messages_org_received", "organization_id", "received_at"),
         Index("ix_messages_org_from", "organization_id", "from_address"),
         Index("ix_messages_org_message_id", "organization_id", "message_id", mysql_length={"message_id": 255}),
-        MYSQL_TABLE_ARGS,
+        # Ids are never reused, even after the newest mail is deleted: clients resume from them.
+        {**MYSQL_TABLE_ARGS, "sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
