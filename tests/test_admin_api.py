@@ -300,13 +300,15 @@ def test_suspension_refuses_mail_and_callers_at_once_and_unsuspending_gives_it_b
     resp = http.post(f"/admin/organizations/{a.org_uuid}/suspend", headers=root, json={"reason": "unpaid"})
     assert resp.status_code == 200, resp.text
     assert resp.json()["status"] == "suspended" and resp.json()["suspendedReason"] == "unpaid"
+    # The same answer as GET /admin/organizations/{id}: nothing to fetch again to show it.
+    assert resp.json() == http.get(f"/admin/organizations/{a.org_uuid}", headers=root).json()
     code, text = rcpt(daemon, "dev@in.test")
     assert code == 550 and text.startswith("5.7.1")
     assert not works(http, a.owner) and not works(http, token)
     assert http.post("/auth/login", json={"email": a.email, "password": PASSWORD}).status_code == 403
     assert http.post(f"/admin/organizations/{a.org_uuid}/suspend", headers=root).status_code == 409
     back = http.post(f"/admin/organizations/{a.org_uuid}/unsuspend", headers=root)
-    assert back.status_code == 200 and back.json()["status"] == "active"
+    assert back.status_code == 200 and back.json()["status"] == "active" and back.json()["userCount"] >= 1
     assert rcpt(daemon, "dev@in.test")[0] == 250
     assert works(http, a.owner) and works(http, token)  # suspension revoked nothing
     assert http.post(f"/admin/organizations/{a.org_uuid}/unsuspend", headers=root).status_code == 409
@@ -325,6 +327,7 @@ def test_a_tier_change_is_seen_at_once(daemon, http, root):
                                                          "limits": {"emailsPerMonth": 0}}).status_code == 201
     resp = http.patch(f"/admin/organizations/{a.org_uuid}/tier", headers=root, json={"tier": "closed"})
     assert resp.status_code == 200 and resp.json()["tier"] == "closed"
+    assert resp.json() == http.get(f"/admin/organizations/{a.org_uuid}", headers=root).json()
     code, text = rcpt(daemon, "dev@in.test")
     assert code == 552 and text.startswith("5.2.2")
     assert http.get("/usage", headers=a.owner).json()["tier"]["name"] == "closed"

@@ -102,15 +102,15 @@ ADMIN_PATHS = {
     "/admin/organizations/{org_id}/tier": {"patch": {
         "summary": "Move an organisation to another tier; its limits apply at once",
         "parameters": [_ORG_ID], "requestBody": json_body(admin_api.TIER_BODY.schema()),
-        "responses": {"200": ok("The organisation", _ref("AdminOrganization")), **_admin(400, 404, 413)}}},
+        "responses": {"200": ok("The organisation, as GET shows it", _ref("AdminOrganizationDetail")), **_admin(400, 404, 413)}}},
     "/admin/organizations/{org_id}/suspend": {"post": {
         "summary": "Suspend an organisation: its mail is refused (550 5.7.1), its logins, sessions and tokens "
                    "stop working; nothing is deleted",
         "parameters": [_ORG_ID], "requestBody": json_body(admin_api.SUSPEND_BODY.schema(), required=False),
-        "responses": {"200": ok("The organisation", _ref("AdminOrganization")), **_admin(400, 404, 409, 413)}}},
+        "responses": {"200": ok("The organisation, as GET shows it", _ref("AdminOrganizationDetail")), **_admin(400, 404, 409, 413)}}},
     "/admin/organizations/{org_id}/unsuspend": {"post": {
         "summary": "Give a suspended organisation everything back", "parameters": [_ORG_ID],
-        "responses": {"200": ok("The organisation", _ref("AdminOrganization")), **_admin(400, 404, 409)}}},
+        "responses": {"200": ok("The organisation, as GET shows it", _ref("AdminOrganizationDetail")), **_admin(400, 404, 409)}}},
     "/admin/audit": {"get": {
         "summary": "The audit log of every organisation, newest first",
         "parameters": [LIMIT, OFFSET, SINCE, UNTIL,

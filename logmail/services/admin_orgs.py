@@ -134,7 +134,7 @@ class OrganizationAdmin:
                            target_id=org.uuid, details={"reason": reason}, organization_id=org.id)
             caches = self._cached(session, org)
         self._forget(org, *caches)
-        return organization_json(org)
+        return self.get(who, org.uuid)  # the same answer as GET: users, addresses and owners included
 
     def unsuspend(self, who: Principal, organization_uuid: str) -> dict[str, Any]:
         require_platform_admin(who)
@@ -147,7 +147,7 @@ class OrganizationAdmin:
                            target_id=org.uuid, organization_id=org.id)
             caches = self._cached(session, org)  # "refused" was cached too
         self._forget(org, *caches)
-        return organization_json(org)
+        return self.get(who, org.uuid)  # the same answer as GET: users, addresses and owners included
 
     def set_tier(self, who: Principal, organization_uuid: str, tier: str) -> dict[str, Any]:
         require_platform_admin(who)
@@ -158,7 +158,7 @@ class OrganizationAdmin:
             self.audit.add(session, who, actions.ORGANIZATION_TIER_CHANGED, target_type="organization",
                            target_id=org.uuid, details={"from": old, "to": new.name}, organization_id=org.id)
         self.policy.forget(organization_id=org.id)
-        return organization_json(org)
+        return self.get(who, org.uuid)
 
     def create_tier(self, who: Principal, body: dict[str, Any]) -> Tier:
         require_platform_admin(who)
