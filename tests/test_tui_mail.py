@@ -356,6 +356,29 @@ def test_older_mail_loads_at_the_bottom(daemon, owner_token, api):
             assert subjects(app)[-1] == "mail 00" and len(set(table.order)) == 55
             assert table.selected["subject"] == "mail 05"  # the cursor stays where it was
 
+            # Reading a message and coming back loads nothing again: the live stream kept the list
+            # current, and the reader keeps its place while a dialog is open over it.
+            calls = {"messages": 0, "message": 0}
+            for name in calls:
+                def counted(*args, _real=getattr(app.client, name), _name=name, **kwargs):
+                    calls[_name] += 1
+                    return _real(*args, **kwargs)
+                setattr(app.client, name, counted)
+            await pilot.press("enter")
+            assert isinstance(app.screen, MessageScreen)
+            await wait_until(pilot, lambda: app.screen.detail is not None, 5, "the message")
+            await pilot.pause(0.3)
+            opened = dict(calls)
+            await pilot.press("d")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), 5, "the question")
+            await pilot.press("escape")
+            await pilot.pause(0.3)
+            assert isinstance(app.screen, MessageScreen) and calls == opened
+            await pilot.press("escape")
+            await pilot.pause(0.3)
+            assert isinstance(app.screen, MailScreen) and calls == opened == {"messages": 0, "message": 1}
+            assert len(table.order) == 55 and table.selected["subject"] == "mail 05"
+
     run(main())
 
 

@@ -75,9 +75,33 @@ class AreaScreen(Screen):
     def action_reload(self) -> None:
         self.reload()
 
+    _shown = False          # between a ScreenResume and the next ScreenSuspend
+    _loaded_on_mount = False
+
     def on_mount(self) -> None:
+        self._loaded_on_mount = not self._shown  # else the resume came first and has loaded already
         self.reload()
 
     def on_screen_resume(self) -> None:
+        # Textual resumes a screen as it is first shown, right after Mount, and twice when a mode is
+        # first switched to: only a return after a suspend is a real one. Each load is a request
+        # counted against the user's rate limit, so none is made for nothing.
+        if self._shown:
+            return
+        self._shown = True
+        if self._loaded_on_mount:
+            self._loaded_on_mount = False
+            return
         if self.console.ready:
-            self.reload()
+            self.resumed()
+
+    def on_screen_suspend(self) -> None:
+        self._shown = False
+
+    def resumed(self) -> None:
+        """Back on top: a dialog or a pushed screen closed, or the user came back from another area.
+
+        Reloads by default; a screen whose data cannot have changed meanwhile (or is kept current
+        another way) overrides this to keep the user's place.
+        """
+        self.reload()

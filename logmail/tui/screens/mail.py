@@ -68,7 +68,6 @@ class MailScreen(AreaScreen):
         self.offered: list[str] = []         # the addresses the filter offers now
         self.stream: MailStream | None = None  # made on mount, with the app it reports to
         self._following = False
-        self._resuming = False
         self._arrived_during_load: list[dict[str, Any]] | None = None
 
     def compose(self) -> ComposeResult:
@@ -99,19 +98,18 @@ class MailScreen(AreaScreen):
     def filtered(self) -> bool:
         return bool(self.query_text or self.to_filter)
 
-    def on_screen_resume(self) -> None:
-        # AreaScreen's handler runs next and calls reload(). The live stream keeps the list current
-        # while another screen is on top (a message, a dialog, another area), so that reload is
-        # skipped unless the stream is down: it would drop the older pages loaded for nothing.
-        self._resuming = self.console.ready  # the condition AreaScreen reloads on
+    def resumed(self) -> None:
+        # The live stream keeps the list current while another screen is on top (a message, a
+        # dialog, another area): reloading would drop the older pages loaded, for nothing.
+        if self.live != "live":
+            self.reload()
 
     # -- loading ----------------------------------------------------------------------------------
 
     def reload(self) -> None:
-        resuming, self._resuming = self._resuming, False
         if self.stream is None:
             return  # not mounted yet (the app may ask as it signs in): on_mount loads
-        if not self.client.has_credentials or (resuming and self.live == "live"):
+        if not self.client.has_credentials:
             return
         self.stream.retry_now()
         # A merge or an older page asked for under the previous search must not land in this one.

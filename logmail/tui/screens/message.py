@@ -53,7 +53,6 @@ class MessageScreen(AreaScreen):
         self.detail: dict[str, Any] | None = None
         self.changes: dict[str, Any] = {}
         self.raw_loaded = False
-        self._resuming = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -81,17 +80,16 @@ class MessageScreen(AreaScreen):
         attachments.add_columns("File", "Type", "Size")
         # AreaScreen.on_mount runs after this (Textual calls each class's handler) and loads the message.
 
-    def on_screen_resume(self) -> None:
-        # AreaScreen's handler runs next and calls reload(); the message does not change under a
-        # dialog, and loading it again would lose the reader's place. "r" still reloads.
-        self._resuming = self.console.ready  # the condition AreaScreen reloads on
+    def resumed(self) -> None:
+        # The message does not change under a dialog, and loading it again would lose the reader's
+        # place. "r" still reloads.
+        if self.detail is None:
+            self.reload()
 
     # -- loading ----------------------------------------------------------------------------------
 
     def reload(self) -> None:
-        resuming, self._resuming = self._resuming, False
-        if not resuming or self.detail is None:
-            self._load()
+        self._load()
 
     @work(group="message", exclusive=True, exit_on_error=False)
     async def _load(self) -> None:

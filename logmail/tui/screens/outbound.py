@@ -91,12 +91,15 @@ class OutboundScreen(AreaScreen):
 
     # -- loading -------------------------------------------------------------------------------
 
-    def reload(self) -> None:
+    def resumed(self) -> None:
         if self._back_from_details:
-            # Closing a mail's dialog resumes this screen: the list is as it was, and loading it
-            # now would race the retry asked for in the dialog (and drop the row under a filter).
+            # Closing a mail's dialog: the list is as it was, and loading it now would race the
+            # retry asked for in the dialog (and drop the row under a filter).
             self._back_from_details = False
             return
+        self.reload()
+
+    def reload(self) -> None:
         if not self.console.ready:
             return  # the app reloads this screen once it knows who is signed in
         if not self.console.is_platform_admin:
