@@ -4,6 +4,8 @@ unsuspends, and ends sessions; anyone else gets an explanation instead."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from sqlalchemy import select, update
@@ -164,6 +166,64 @@ def test_an_admin_changes_a_tier_and_suspends_and_unsuspends_from_the_screen(dae
             await pilot.press("s")
             await notified(pilot, "built-in organisation")
             assert isinstance(app.screen, TenantsScreen)  # no confirmation asked
+
+    run(main())
+
+
+def test_moving_while_the_list_reloads_keeps_the_row_moved_to(daemon, tenants):
+    """A reload that lands after the user moved puts the cursor where the user is, not where it was."""
+    async def main():
+        app = await signed_in(daemon)
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            screen = await wait_until(pilot, lambda: isinstance(app.screen, TenantsScreen) and app.screen)
+            table = await loaded(pilot, screen)
+            await choose(pilot, screen, tenants["acme"])
+            held, real = asyncio.Event(), app.client.organisations
+            asked = []
+
+            async def slow_organisations(*args, **kwargs):
+                asked.append(1)
+                body = await real(*args, **kwargs)
+                await held.wait()  # the answer is on its way while the user moves
+                return body
+
+            app.client.organisations = slow_organisations
+            await pilot.press("r")
+            await wait_until(pilot, lambda: asked, what="the reload asked")
+            table.move_cursor(row=table.get_row_index(tenants["beta"]))
+            held.set()
+            await choose(pilot, screen, tenants["beta"])
+            await pilot.pause(0.3)
+            assert screen.selected == tenants["beta"] and screen.usage["organizationId"] == tenants["beta"]
+            assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == tenants["beta"]
+
+    run(main())
+
+
+def test_a_question_answered_reloads_once_and_one_cancelled_not_at_all(daemon, tenants):
+    async def main():
+        app = await signed_in(daemon)
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            screen = await wait_until(pilot, lambda: isinstance(app.screen, TenantsScreen) and app.screen)
+            await loaded(pilot, screen)
+            await choose(pilot, screen, tenants["beta"])
+            await pilot.pause(0.3)
+            asked, real = [], app.client.organisations
+
+            async def counted(*args, **kwargs):
+                asked.append(1)
+                return await real(*args, **kwargs)
+
+            app.client.organisations = counted
+            await pilot.press("x")
+            await answer(pilot, TenantConfirmDialog, "#confirm-cancel")
+            await pilot.pause(0.5)
+            assert asked == []
+            await pilot.press("x")
+            await answer(pilot, TenantConfirmDialog, "#confirm-ok")
+            await notified(pilot, "Ended")
+            await pilot.pause(0.5)
+            assert asked == [1]
 
     run(main())
 

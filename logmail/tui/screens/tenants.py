@@ -66,6 +66,7 @@ class TenantsScreen(AreaScreen):
         self.denied: str | None = None  # why the caller may not see this area, once known
         self._tiers: list[dict[str, Any]] | None = None
         self._search_timer: Timer | None = None
+        self._back_from_dialog = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -98,6 +99,14 @@ class TenantsScreen(AreaScreen):
 
     # -- loading ---------------------------------------------------------------------------------
 
+    def resumed(self) -> None:
+        if self._back_from_dialog:
+            # One of this screen's questions closed: an action that went ahead reloads by itself
+            # once the API has answered, and one that was cancelled changed nothing.
+            self._back_from_dialog = False
+            return
+        self.reload()
+
     def reload(self) -> None:
         if not self.console.ready:
             self._status("Loading…")
@@ -122,7 +131,9 @@ class TenantsScreen(AreaScreen):
 
     def _show_organisations(self, items: list[dict[str, Any]], pagination: dict[str, Any], search: str | None) -> None:
         table = self.query_one("#tenants-table", DataTable)
-        previous = self.selected
+        # Where the cursor is now, not what was last selected: the user may have moved while the
+        # list was on its way, and the highlight saying so is not handled yet.
+        previous = self._cursor_key(table) or self.selected
         self.organisations = {org["id"]: org for org in items if org.get("id")}
         alarm = self.app.get_css_variables().get("error", "red")
         name_width = 24 if self.size.width < 120 else 48  # what an 80-column terminal has room for
@@ -142,7 +153,7 @@ class TenantsScreen(AreaScreen):
         row = table.get_row_index(previous) if previous in self.organisations else 0
         table.move_cursor(row=row)
         # Moving to the row it was on already sends no highlight event: load its details here.
-        self._select(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        self._select(self._cursor_key(table))
 
     @staticmethod
     def _org_cells(org: dict[str, Any], alarm: str, name_width: int) -> list[Any]:
@@ -155,6 +166,12 @@ class TenantsScreen(AreaScreen):
                 Text(_count(org.get("userCount")), justify="right"),
                 Text(_count(org.get("messageCount")), justify="right"),
                 Text(size(org.get("storageBytes")), justify="right")]
+
+    @staticmethod
+    def _cursor_key(table: DataTable) -> str | None:
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
     @on(DataTable.RowHighlighted, "#tenants-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -317,6 +334,7 @@ class TenantsScreen(AreaScreen):
     # Each action is one worker: ask (a modal), call the API, say what happened, show the result.
 
     async def _ask(self, question: str, confirm: str, *, ask_reason: bool = False) -> str | None:
+        self._back_from_dialog = True
         return await self.app.push_screen_wait(TenantConfirmDialog(question, confirm, ask_reason=ask_reason))
 
     def _done(self, result: Any, title: str, message: str) -> None:
@@ -334,6 +352,7 @@ class TenantsScreen(AreaScreen):
             if body is None:
                 return
             self._tiers = body.get("tiers") or []
+        self._back_from_dialog = True
         tier = await self.app.push_screen_wait(TenantTierDialog(org.get("name") or "", org.get("tier") or "",
                                                                 self._tiers))
         if tier is not None and tier != org.get("tier"):
