@@ -46,8 +46,9 @@ def test_liveness_is_public_and_detail_is_not(daemon, api):
     report = api.get("/health/detailed").json()
     by_name = {s["service"]: s for s in report["services"]}
     assert {"database", "content", "queue", "smtp-primary", "smtp-backup"} <= set(by_name)
-    assert by_name["database"]["status"] == "up" and by_name["database"]["latencyMs"] >= 0
-    assert by_name["smtp-primary"]["status"] == "up"
+    # Slower than 1 s is "degraded", which a loaded machine can see; both mean the service answers.
+    assert by_name["database"]["status"] in ("up", "degraded") and by_name["database"]["latencyMs"] >= 0
+    assert by_name["smtp-primary"]["status"] in ("up", "degraded")
     assert by_name["smtp-backup"]["status"] == "down" and by_name["smtp-backup"]["detail"]
     assert report["status"] == "degraded"  # a backup server down is not an outage
 

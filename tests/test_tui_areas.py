@@ -80,9 +80,12 @@ def test_health_shows_services_with_latency_history_and_refreshes_itself(daemon,
             await wait_until(pilot, lambda: expected <= set(screen._rows) and screen.from_daemon_history
                              and all(screen._rows[name].status for name in expected),
                              what="every service with the daemon's history")
+            reported = {s["service"]: s["status"] for s in screen.report["services"]}
             for name in expected:
                 row = screen._rows[name]
-                assert text(row.query_one(".svc-status", Label)) == "up"
+                # A check slower than 1 s is "degraded" (CI's loaded machine has seen one): both answer.
+                assert reported[name] in ("up", "degraded"), (name, reported[name])
+                assert text(row.query_one(".svc-status", Label)) == reported[name]
                 assert text(row.query_one(".svc-latency", Label)).endswith("ms")
                 assert len(row.query_one(Sparkline).data) >= 2, name
             overall = screen.query_one("#health-overall", Static)
@@ -131,7 +134,7 @@ def test_health_shows_a_core_store_that_is_down(daemon, owner_token):
             assert text(queue.query_one(".svc-status", Label)) == "down" and queue.has_class("-down")
             detail = screen._details["queue"]
             assert detail.display and "ConnectionRefusedError" in text(detail)
-            assert text(screen._rows["database"].query_one(".svc-status", Label)) == "up"
+            assert text(screen._rows["database"].query_one(".svc-status", Label)) in ("up", "degraded")  # answers
             # Not a platform admin: the history is the console's own checks.
             assert not screen.from_daemon_history and screen._rows["database"].history
             # logmail's 503 is an answer, not a lost connection.
