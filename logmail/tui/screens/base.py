@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from textual.binding import Binding
 from textual.screen import Screen
@@ -77,6 +77,7 @@ class AreaScreen(Screen):
 
     _shown = False          # between a ScreenResume and the next ScreenSuspend
     _loaded_on_mount = False
+    _in_own_dialog = False  # one of this screen's dialogs is on top of it
 
     def on_mount(self) -> None:
         self._loaded_on_mount = not self._shown  # else the resume came first and has loaded already
@@ -92,11 +93,26 @@ class AreaScreen(Screen):
         if self._loaded_on_mount:
             self._loaded_on_mount = False
             return
+        if self._in_own_dialog:
+            # What the dialog was for reloads by itself once the API has answered (a reload now
+            # would race it), and a dialog that was cancelled changed nothing.
+            self._in_own_dialog = False
+            return
         if self.console.ready:
             self.resumed()
 
     def on_screen_suspend(self) -> None:
         self._shown = False
+
+    def show_dialog(self, dialog: Screen, callback: Callable[[Any], None] | None = None) -> None:
+        """Push one of this screen's own dialogs: closing it does not reload the screen."""
+        self._in_own_dialog = True
+        self.app.push_screen(dialog, callback)
+
+    async def ask(self, dialog: Screen) -> Any:
+        """:meth:`show_dialog`, waiting for the dialog's answer (call it from a worker)."""
+        self._in_own_dialog = True
+        return await self.app.push_screen_wait(dialog)
 
     def resumed(self) -> None:
         """Back on top: a dialog or a pushed screen closed, or the user came back from another area.

@@ -61,7 +61,6 @@ class OutboundScreen(AreaScreen):
         self.stats: dict[str, Any] | None = None
         self.status_filter: str | None = None
         self.allowed: bool | None = None  # None: not known yet
-        self._back_from_details = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -90,14 +89,6 @@ class OutboundScreen(AreaScreen):
             self._show_stats(self.stats)
 
     # -- loading -------------------------------------------------------------------------------
-
-    def resumed(self) -> None:
-        if self._back_from_details:
-            # Closing a mail's dialog: the list is as it was, and loading it now would race the
-            # retry asked for in the dialog (and drop the row under a filter).
-            self._back_from_details = False
-            return
-        self.reload()
 
     def reload(self) -> None:
         if not self.console.ready:
@@ -260,8 +251,9 @@ class OutboundScreen(AreaScreen):
             if choice == "retry":
                 self._retry(email_id)
 
-        self._back_from_details = True
-        self.app.push_screen(OutboundDetailScreen(email), after)
+        # Closing it reloads nothing: that would race the retry asked for in it (and drop the row
+        # under a filter).
+        self.show_dialog(OutboundDetailScreen(email), after)
 
     def action_retry(self) -> None:
         email_id = self.selected_id

@@ -66,7 +66,6 @@ class TenantsScreen(AreaScreen):
         self.denied: str | None = None  # why the caller may not see this area, once known
         self._tiers: list[dict[str, Any]] | None = None
         self._search_timer: Timer | None = None
-        self._back_from_dialog = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -98,14 +97,6 @@ class TenantsScreen(AreaScreen):
         yield Footer()
 
     # -- loading ---------------------------------------------------------------------------------
-
-    def resumed(self) -> None:
-        if self._back_from_dialog:
-            # One of this screen's questions closed: an action that went ahead reloads by itself
-            # once the API has answered, and one that was cancelled changed nothing.
-            self._back_from_dialog = False
-            return
-        self.reload()
 
     def reload(self) -> None:
         if not self.console.ready:
@@ -334,8 +325,7 @@ class TenantsScreen(AreaScreen):
     # Each action is one worker: ask (a modal), call the API, say what happened, show the result.
 
     async def _ask(self, question: str, confirm: str, *, ask_reason: bool = False) -> str | None:
-        self._back_from_dialog = True
-        return await self.app.push_screen_wait(TenantConfirmDialog(question, confirm, ask_reason=ask_reason))
+        return await self.ask(TenantConfirmDialog(question, confirm, ask_reason=ask_reason))
 
     def _done(self, result: Any, title: str, message: str) -> None:
         if result is not None:
@@ -352,8 +342,7 @@ class TenantsScreen(AreaScreen):
             if body is None:
                 return
             self._tiers = body.get("tiers") or []
-        self._back_from_dialog = True
-        tier = await self.app.push_screen_wait(TenantTierDialog(org.get("name") or "", org.get("tier") or "",
+        tier = await self.ask(TenantTierDialog(org.get("name") or "", org.get("tier") or "",
                                                                 self._tiers))
         if tier is not None and tier != org.get("tier"):
             done = await self.api(self.client.set_tier(org["id"], tier), action="Changing the tier")
