@@ -15,7 +15,7 @@ import pytest
 
 from conftest import mariadb_database, stack_overrides, write_config
 from mongo_peer import start_mongo_peer
-from test_durability import free_port, start_daemon, wait_healthy
+from test_durability import free_port, start_daemon, stored_subjects, wait_healthy
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.mongodb, pytest.mark.slow]
 
@@ -96,18 +96,7 @@ def _stream_kill_and_check(tmp_path, daemons, stream, acknowledged, stop) -> Non
     token = (tmp_path / "data1" / "owner.token").read_text().strip()
     api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", headers={"Authorization": f"Bearer {token}"},
                        timeout=30)
-    deadline = time.monotonic() + 120
-    while (total := api.get("/messages", params={"limit": 1}).json()["pagination"]["total"]) < len(acknowledged):
-        assert time.monotonic() < deadline, (f"the survivors did not finish the killed daemon's work: "
-                                             f"{total} of {len(acknowledged)} stored")
-        time.sleep(0.3)
-    subjects, cursor = [], None
-    while True:
-        page = api.get("/messages", params={"limit": 1000, **({"cursor": cursor} if cursor else {})}).json()
-        subjects += [m["subject"] for m in page["messages"]]
-        cursor = page["pagination"]["nextCursor"]
-        if not cursor:
-            break
+    subjects = stored_subjects(api, acknowledged, timeout=120)  # the survivors finish the killed one's work
     assert len(subjects) == len(set(subjects)), "a message was stored twice"
     missing = set(acknowledged) - set(subjects)
     assert not missing, f"{len(missing)} acknowledged message(s) lost, e.g. {sorted(missing)[:5]}"
