@@ -108,7 +108,7 @@ def test_mail_arrives_live_without_moving_the_cursor(daemon, owner_token, api):
 
             # A burst arrives whole and once, however the events are batched.
             await send_many(daemon.smtp_port, [(f"burst {n}", "dev@example.com") for n in range(5)])
-            await wait_until(pilot, lambda: len(table.order) == 8, 5, "the burst")
+            await wait_until(pilot, lambda: len(table.order) == 8, 15, "the burst")
             await pilot.pause(0.3)
             assert subjects(app)[:5] == [f"burst {n}" for n in reversed(range(5))]
             assert len(set(table.order)) == len(table.order) == table.row_count == 8
@@ -125,7 +125,7 @@ def test_hostile_and_broken_mail_is_shown_as_text(daemon, owner_token):
             assert "No mail yet" in status(app)
             await send_mail(daemon.smtp_port, HOSTILE, sender="evil@example.com", body="a \x1b[2J body\n")
             await send_raw(daemon.smtp_port, BROKEN)
-            await wait_until(pilot, lambda: len(table.order) == 2, 5, "both messages")
+            await wait_until(pilot, lambda: len(table.order) == 2, 15, "both messages")
 
             row = table.get_row(table.order[1])
             subject_cell = next(str(cell) for cell in row if "[bold]" in str(cell))
@@ -137,7 +137,7 @@ def test_hostile_and_broken_mail_is_shown_as_text(daemon, owner_token):
             await pilot.press("enter")
             assert isinstance(app.screen, MessageScreen)
             problems = app.screen.query_one("#message-problems", Static)
-            await wait_until(pilot, lambda: problems.display, 5, "the parse problems")
+            await wait_until(pilot, lambda: problems.display, 15, "the parse problems")
             said = str(problems.render())
             assert "truncated multipart" in said and "unknown charset 'nonexistent'" in said
             assert "hello" in app.screen.query_one("#message-text", TextArea).text
@@ -149,7 +149,7 @@ def test_hostile_and_broken_mail_is_shown_as_text(daemon, owner_token):
             screen = app.screen
             assert isinstance(screen, MessageScreen)
             text = screen.query_one("#message-text", TextArea)
-            await wait_until(pilot, lambda: "body" in text.text, 5, "the text body")
+            await wait_until(pilot, lambda: "body" in text.text, 15, "the text body")
             assert "\x1b" not in text.text and "␛[2J" in text.text
             assert "[bold]x[/]" in str(screen.query_one("#message-head", Static).render())
             assert "[link=file:///etc/passwd]y" in screen_text(app)
@@ -171,23 +171,23 @@ def test_search_narrows_the_list_and_a_bad_query_is_explained(daemon, owner_toke
         async with app.run_test(size=(80, 24), notifications=True) as pilot:
             table = await live_list(pilot, 3)
             await pilot.press("slash", *"subject:beta", "enter")
-            await wait_until(pilot, lambda: subjects(app) == ["beta report"], 5, "the search result")
+            await wait_until(pilot, lambda: subjects(app) == ["beta report"], 15, "the search result")
             assert app.focused is table and "search: subject:beta" in status(app)
 
             # While searching, only matching mail joins the list as it arrives.
             await send_many(daemon.smtp_port, [("delta", "dev@example.com"), ("beta again", "dev@example.com")])
-            await wait_until(pilot, lambda: subjects(app) == ["beta again", "beta report"], 5, "the new match")
+            await wait_until(pilot, lambda: subjects(app) == ["beta again", "beta report"], 15, "the new match")
             await pilot.pause(0.3)
             assert subjects(app) == ["beta again", "beta report"]
 
             # The server's complaint, quoted user text and all, is shown as it is: no markup, no crash.
             await search(pilot, "larger:[/]")
-            await wait_until(pilot, lambda: any("needs a size" in n for n in notifications(app)), 5, "the error")
+            await wait_until(pilot, lambda: any("needs a size" in n for n in notifications(app)), 15, "the error")
             assert "Search not understood" in status(app) and "[/]" in status(app)
             assert subjects(app) == ["beta again", "beta report"]  # the last good result stays
 
             await pilot.press("escape")
-            await wait_until(pilot, lambda: len(table.order) == 5, 5, "the whole list again")
+            await wait_until(pilot, lambda: len(table.order) == 5, 15, "the whole list again")
             assert app.screen.query_one("#mail-search", Input).value == ""
             assert "Search not understood" not in status(app)
 
@@ -208,18 +208,18 @@ def test_filter_by_address(daemon, owner_token, api):
                              "the recipients offered")
             await pilot.press("f", "enter", "down", "down", "enter")
             assert select.value == "b@example.com"
-            await wait_until(pilot, lambda: subjects(app) == ["for b"], 5, "only b's mail")
+            await wait_until(pilot, lambda: subjects(app) == ["for b"], 15, "only b's mail")
             assert "to b@example.com" in status(app)
 
             await send_many(daemon.smtp_port, [("a again", "a@example.com"), ("b again", "b@example.com")])
-            await wait_until(pilot, lambda: subjects(app) == ["b again", "for b"], 5, "b's new mail only")
+            await wait_until(pilot, lambda: subjects(app) == ["b again", "for b"], 15, "b's new mail only")
 
             # Filtered, the other recipients are still offered: the filter can be switched directly.
             assert app.screen.offered == ["a@example.com", "b@example.com"]
             select.value = "a@example.com"
-            await wait_until(pilot, lambda: subjects(app) == ["a again", "for a"], 5, "a's mail")
+            await wait_until(pilot, lambda: subjects(app) == ["a again", "for a"], 15, "a's mail")
             select.clear()
-            await wait_until(pilot, lambda: len(table.order) == 4, 5, "everything again")
+            await wait_until(pilot, lambda: len(table.order) == 4, 15, "everything again")
 
     run(main())
 
@@ -242,7 +242,7 @@ def test_read_every_tab_and_save_the_attachment(daemon, owner_token, api, tmp_pa
             assert isinstance(screen, MessageScreen)
             tabs = screen.query_one("#message-tabs", TabbedContent)
             text = screen.query_one("#message-text", TextArea)
-            await wait_until(pilot, lambda: text.text == "The plain text.\n", 5, "the text tab")
+            await wait_until(pilot, lambda: text.text == "The plain text.\n", 15, "the text tab")
             assert "with everything" in str(screen.query_one("#message-head", Static).render())
 
             await pilot.press("h")
@@ -260,7 +260,7 @@ def test_read_every_tab_and_save_the_attachment(daemon, owner_token, api, tmp_pa
 
             await pilot.press("v")
             raw = screen.query_one("#message-raw", TextArea)
-            await wait_until(pilot, lambda: "MIME-Version: 1.0" in raw.text, 5, "the raw source")
+            await wait_until(pilot, lambda: "MIME-Version: 1.0" in raw.text, 15, "the raw source")
             assert "Subject: with everything" in raw.text
 
             await pilot.press("a")
@@ -276,7 +276,7 @@ def test_read_every_tab_and_save_the_attachment(daemon, owner_token, api, tmp_pa
             target = tmp_path / "saved.bin"
             dialog.query_one(Input).value = str(target)
             await pilot.press("enter")
-            await wait_until(pilot, lambda: target.exists() and target.read_bytes() == payload, 5, "the saved file")
+            await wait_until(pilot, lambda: target.exists() and target.read_bytes() == payload, 15, "the saved file")
             assert any(str(target) in n for n in notifications(app))
 
             # An existing file is not replaced unless the user says so.
@@ -284,21 +284,21 @@ def test_read_every_tab_and_save_the_attachment(daemon, owner_token, api, tmp_pa
             await pilot.press("s")
             app.screen.query_one(Input).value = str(target)
             await pilot.press("enter")
-            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), 5, "the question")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), 15, "the question")
             await pilot.press("n")
             assert target.read_bytes() == b"keep me"
             await pilot.press("s")
             app.screen.query_one(Input).value = str(target)
             await pilot.press("enter")
-            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), 5, "the question")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), 15, "the question")
             await pilot.press("y")
-            await wait_until(pilot, lambda: target.read_bytes() == payload, 5, "the replaced file")
+            await wait_until(pilot, lambda: target.read_bytes() == payload, 15, "the replaced file")
 
             # A path that cannot be written is a notification, not a crash.
             await pilot.press("s")
             app.screen.query_one(Input).value = str(tmp_path / "no" / "such" / "dir" / "x.bin")
             await pilot.press("enter")
-            await wait_until(pilot, lambda: any("Could not save" in n for n in notifications(app)), 5, "the error")
+            await wait_until(pilot, lambda: any("Could not save" in n for n in notifications(app)), 15, "the error")
             assert app.screen is screen
 
             # Opening marked it read; back in the list the row says so.
@@ -322,21 +322,21 @@ def test_toggle_read_and_delete(daemon, owner_token, api):
             assert table.selected["subject"] == "doomed"
 
             await pilot.press("u")
-            await wait_until(pilot, lambda: table.selected["isRead"] is True, 5, "marked read")
+            await wait_until(pilot, lambda: table.selected["isRead"] is True, 15, "marked read")
             assert api.get(f"/messages/{doomed}").json()["isRead"] is True
             await pilot.press("u")
-            await wait_until(pilot, lambda: table.selected["isRead"] is False, 5, "marked unread")
+            await wait_until(pilot, lambda: table.selected["isRead"] is False, 15, "marked unread")
             assert api.get(f"/messages/{doomed}").json()["isRead"] is False
 
             await pilot.press("d")
-            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), 5, "the question")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), 15, "the question")
             await pilot.press("n")
             assert doomed in table and api.get(f"/messages/{doomed}").status_code == 200
 
             await pilot.press("d")
-            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), 5, "the question")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), 15, "the question")
             await pilot.press("y")
-            await wait_until(pilot, lambda: doomed not in table, 5, "the row to go")
+            await wait_until(pilot, lambda: doomed not in table, 15, "the row to go")
             assert api.get(f"/messages/{doomed}").status_code == 404
             assert subjects(app) == ["keep"] and table.selected["subject"] == "keep"
 
@@ -352,7 +352,7 @@ def test_older_mail_loads_at_the_bottom(daemon, owner_token, api):
             table = await live_list(pilot, 50)
             assert "50 of 55 messages" in status(app)
             await pilot.press("G")
-            await wait_until(pilot, lambda: len(table.order) == 55, 5, "the older page")
+            await wait_until(pilot, lambda: len(table.order) == 55, 15, "the older page")
             assert subjects(app)[-1] == "mail 00" and len(set(table.order)) == 55
             assert table.selected["subject"] == "mail 05"  # the cursor stays where it was
 
@@ -366,11 +366,11 @@ def test_older_mail_loads_at_the_bottom(daemon, owner_token, api):
                 setattr(app.client, name, counted)
             await pilot.press("enter")
             assert isinstance(app.screen, MessageScreen)
-            await wait_until(pilot, lambda: app.screen.detail is not None, 5, "the message")
+            await wait_until(pilot, lambda: app.screen.detail is not None, 15, "the message")
             await pilot.pause(0.3)
             opened = dict(calls)
             await pilot.press("d")
-            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), 5, "the question")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), 15, "the question")
             await pilot.press("escape")
             await pilot.pause(0.3)
             assert isinstance(app.screen, MessageScreen) and calls == opened
@@ -429,7 +429,7 @@ def test_following_live_mail_keeps_the_newest_rows_and_explains_paging(daemon, o
         async with app.run_test(size=(80, 24), notifications=True) as pilot:
             table = await live_list(pilot, 2)
             await send_many(daemon.smtp_port, [(f"live {n}", "dev@example.com") for n in range(4)])
-            await wait_until(pilot, lambda: subjects(app)[:1] == ["live 3"], 5, "the live mail")
+            await wait_until(pilot, lambda: subjects(app)[:1] == ["live 3"], 15, "the live mail")
             await pilot.pause(0.3)
             # The oldest row went; the one under the cursor stays, however old it is.
             assert table.selected["subject"] == "old 1"
@@ -439,6 +439,6 @@ def test_following_live_mail_keeps_the_newest_rows_and_explains_paging(daemon, o
             await wait_until(pilot, lambda: any("press r to reload" in n for n in notifications(app)), 3,
                              "the explanation")
             await pilot.press("r")
-            await wait_until(pilot, lambda: len(table.order) == 6 and not table.trimmed, 5, "everything again")
+            await wait_until(pilot, lambda: len(table.order) == 6 and not table.trimmed, 15, "everything again")
 
     run(main())
